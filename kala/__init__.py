@@ -1,0 +1,21 @@
+"""kala: the essay "Understanding LSTM Networks" (Olah, 2015) as runnable, measured experiments.
+
+The library, in the order a run uses it:
+
+- `kala.tasks`: sequence tasks as tf.data pipelines (the adding problem, copy memory), each with
+  its loss, metric, success criterion and baseline.
+- `kala.build_model`: SimpleRNN, LSTM and GRU models from Keras's built-in layers.
+- `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved
+  and resumes from checkpoints.
+- `kala.export_model`: a SavedModel version directory that TF Serving loads.
+
+The library never prints and never reads the command line; the scripts in `recipes/` do.
+"""
+
+from kala import tasks
+from kala.export import export_model
+from kala.models import build_model
+from kala.training import Progress, Trainer, TrainResult, train
+
+__all__ = ["Progress", "TrainResult", "Trainer", "build_model", "export_model", "tasks", "train"]
+__version__ = "0.1.0"

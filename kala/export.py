@@ -1,0 +1,138 @@
+"""Export for TF Serving: `<base_path>/<model_name>/<version>/`, published whole or not at all.
+
+TF Serving watches the base path and loads any child directory whose name is an integer, as soon
+as it appears (REFERENCE.md §3). So an export is written to a non-numeric staging directory beside
+the versions, loaded back and checked against the Keras model, and only then renamed to the next
+integer version. A rename is atomic: the server sees no version or a complete one. An existing
+version is never overwritten, and the staging directory never outlives the export.
+
+The exported model is a copy that never uses cuDNN, so a model trained on a GPU serves on a
+CPU-only server; `cudnn_ops` reads a SavedModel's graph to prove it.
+"""
+
+import os
+import re
+import shutil
+import uuid
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from kala import models
+
+SIGNATURE = "serving_default"
+STAGING_PREFIX = ".staging-"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def versions(model_dir):
+    """The integer versions under a model directory, ascending (empty if it does not exist)."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(model_dir) if name.isdigit())
+
+
+def cudnn_ops(export_dir):
+    """The op types in a SavedModel's graphs and functions that need cuDNN (a GPU)."""
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as file:
+        saved_model.ParseFromString(file.read())
+    found = set()
+    for meta_graph in saved_model.meta_graphs:
+        nodes = list(meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            nodes.extend(function.node_def)
+        found.update(node.op for node in nodes if node.op.startswith("Cudnn"))
+    return sorted(found)
+
+
+def _example_inputs(model, batch_size=3, length=7):
+    """A small batch that fits the model's input: random values, or token id 1 everywhere."""
+    spec = model.inputs[0]
+    shape = [batch_size, length, *spec.shape[2:]]
+    if "int" in str(spec.dtype):
+        return np.ones(shape, dtype=spec.dtype)
+    return np.random.default_rng(0).normal(size=shape).astype(spec.dtype)
+
+
+def _write_saved_model(model, directory):
+    spec = model.inputs[0]
+    input_signature = [tf.TensorSpec(spec.shape, spec.dtype, name=spec.name)]
+    output_name = model.output_names[0]
+
+    def serve(inputs):
+        return {output_name: model(inputs, training=False)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SIGNATURE, serve, input_signature=input_signature)
+    archive.write_out(directory, verbose=False)
+
+
+def _validate(directory, model, example_inputs):
+    """Loads an export back and checks it answers like the Keras model, without cuDNN ops."""
+    found = cudnn_ops(directory)
+    if found:
+        raise ValueError(f"The export in {directory} uses cuDNN ops {found}; it would not serve on a CPU.")
+    loaded = tf.saved_model.load(directory)
+    if SIGNATURE not in loaded.signatures:
+        raise ValueError(f"The export in {directory} has no {SIGNATURE!r} signature.")
+    signature = loaded.signatures[SIGNATURE]
+    input_name = model.inputs[0].name
+    answer = signature(**{input_name: tf.constant(example_inputs)})[model.output_names[0]]
+    expected = model(example_inputs, training=False)
+    if not np.allclose(answer.numpy(), keras.ops.convert_to_numpy(expected), atol=1e-5):
+        raise ValueError(f"The export in {directory} does not answer like the Keras model.")
+
+
+def export_model(model, base_path, model_name, example_inputs=None):
+    """Publishes `model` as the next version of `model_name` under `base_path`.
+
+    Args:
+        model: a Keras model with one named input and one output, e.g. from `build_model`.
+        base_path: TF Serving's model base path (kala's `saved_models/`).
+        model_name: the name clients ask for; letters, digits, `_`, `.` and `-`.
+        example_inputs: a batch to check the export with; by default 3 sequences of 7 steps.
+
+    Returns:
+        The path of the new version directory, `<base_path>/<model_name>/<version>`.
+
+    Raises:
+        ValueError: a bad `model_name`, or an export that fails its check (nothing is published).
+        OSError: the base path cannot be written.
+    """
+    if not isinstance(model_name, str) or not _MODEL_NAME.match(model_name):
+        raise ValueError(
+            "`model_name` must start with a letter or digit and hold only letters, digits, "
+            f"'_', '.' and '-'. Received: model_name={model_name!r}"
+        )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            "`export_model` serves models with one input and one output. Received a model with "
+            f"{len(model.inputs)} inputs and {len(model.outputs)} outputs."
+        )
+    model_dir = os.path.join(os.fspath(base_path), model_name)
+    os.makedirs(model_dir, exist_ok=True)
+    if example_inputs is None:
+        example_inputs = _example_inputs(model)
+
+    serving_model = models.without_cudnn(model)
+    staging = os.path.join(model_dir, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_saved_model(serving_model, staging)
+        _validate(staging, model, example_inputs)
+        while True:
+            version = max(versions(model_dir), default=0) + 1
+            target = os.path.join(model_dir, str(version))
+            try:
+                # rename() fails on an existing non-empty directory, so a version that another
+                # exporter published meanwhile is never replaced; then try the next number.
+                os.rename(staging, target)
+                return target
+            except OSError:
+                if not os.path.isdir(target):
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

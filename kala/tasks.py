@@ -1,0 +1,324 @@
+"""Sequence tasks: where the relevant information sits far from where it is needed.
+
+Each task is a generator of `(inputs, targets)` batches plus the rules to score them: the loss to
+train on, a metric with a success criterion, and the score of a trivial model that remembers
+nothing (the baseline to beat).
+
+Batches are pure functions of `(seed, stream, index)`: batch 7 of seed 0 is the same array on every
+machine and every run. Training draws fresh sequences forever (online, as in the papers), the test
+split is a fixed stream, and a resumed run picks up exactly the batches it would have seen.
+
+This module imports nothing else from kala.
+"""
+
+import abc
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+TRAIN_STREAM = 0
+TEST_STREAM = 1
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
+
+
+class Task(abc.ABC):
+    """A sequence task as a tf.data pipeline, with its loss, metric, criterion and baseline.
+
+    Subclasses set the class attributes and implement `make_batch`, `loss` and `metric`.
+    """
+
+    name: str
+    metric_name: str
+    # `"sequence"`: one prediction per sequence (many-to-one); `"steps"`: one per step.
+    head: str
+    # None for regression, else the number of classes predicted at each output.
+    num_classes = None
+
+    def __init__(self, seq_len, *, test_size, test_batch_size=256, test_seed=0):
+        _check_int("seq_len", seq_len, self.min_seq_len)
+        _check_int("test_size", test_size, 1)
+        _check_int("test_batch_size", test_batch_size, 1)
+        _check_int("test_seed", test_seed, 0)
+        self.seq_len = int(seq_len)
+        self.test_size = int(test_size)
+        self.test_batch_size = int(test_batch_size)
+        self.test_seed = int(test_seed)
+
+    min_seq_len = 1
+
+    # --- What a subclass defines. ------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def input_spec(self):
+        """`tf.TensorSpec` of a batch of inputs, with dynamic batch and time dimensions."""
+
+    @property
+    @abc.abstractmethod
+    def target_spec(self):
+        """`tf.TensorSpec` of a batch of targets."""
+
+    @property
+    @abc.abstractmethod
+    def baseline(self):
+        """The metric of a model that remembers nothing."""
+
+    @abc.abstractmethod
+    def make_batch(self, rng, batch_size):
+        """Returns `(inputs, targets)` as NumPy arrays, drawn with `rng`."""
+
+    @abc.abstractmethod
+    def loss(self, targets, predictions):
+        """The scalar training loss of a batch (TensorFlow ops)."""
+
+    @abc.abstractmethod
+    def metric(self, targets, predictions):
+        """The metric of each sequence, shape `(batch,)` (TensorFlow ops); the task's metric of a
+        split is the mean over its sequences."""
+
+    def is_solved(self, metric):
+        """Whether a test metric meets the task's success criterion (lower is better)."""
+        return metric < self.success_threshold
+
+    # --- Shared machinery. -------------------------------------------------------------------
+
+    def config(self):
+        """The arguments that define this task, for results files and resume checks."""
+        return {
+            "task": self.name,
+            "seq_len": self.seq_len,
+            "test_size": self.test_size,
+            "test_seed": self.test_seed,
+        }
+
+    @property
+    def model_options(self):
+        """Keyword arguments for `kala.build_model` that fit this task's inputs and outputs."""
+        options = {"head": self.head, "input_name": self.input_spec.name}
+        if self.input_spec.dtype.is_integer:
+            options["vocab_size"] = self.vocab_size
+        else:
+            options["input_features"] = self.input_spec.shape[-1]
+        if self.num_classes is None:
+            options["output_units"] = self.target_spec.shape[-1]
+        else:
+            options["num_classes"] = self.num_classes
+        return options
+
+    def batch(self, seed, stream, index, batch_size):
+        """Batch number `index` of a stream: the same arrays for the same arguments, always."""
+        rng = np.random.default_rng([int(seed), int(stream), int(index)])
+        return self.make_batch(rng, int(batch_size))
+
+    def _dataset(self, seed, stream, indices, batch_size):
+        def load(index):
+            inputs, targets = tf.numpy_function(
+                lambda i: self.batch(seed, stream, i, batch_size),
+                [index],
+                [self.input_spec.dtype, self.target_spec.dtype],
+                stateful=False,
+            )
+            inputs.set_shape([batch_size, *self.input_spec.shape[1:]])
+            targets.set_shape([batch_size, *self.target_spec.shape[1:]])
+            return inputs, targets
+
+        return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def train_dataset(self, batch_size, seed=0, start=0):
+        """An endless stream of fresh training batches; batch `i` is the `start + i`-th of `seed`.
+
+        A run resumed at step `s` passes `start=s` and sees exactly the batches it would have.
+        """
+        _check_int("batch_size", batch_size, 1)
+        _check_int("seed", seed, 0)
+        _check_int("start", start, 0)
+        indices = tf.data.Dataset.counter(start, dtype=tf.int64)
+        return self._dataset(seed, TRAIN_STREAM, indices, batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def test_dataset(self):
+        """The fixed test split: `test_size` sequences drawn from `test_seed`, in batches."""
+        sizes = [self.test_batch_size] * (self.test_size // self.test_batch_size)
+        if self.test_size % self.test_batch_size:
+            sizes.append(self.test_size % self.test_batch_size)
+
+        def batches():
+            for index, size in enumerate(sizes):
+                yield self.batch(self.test_seed, TEST_STREAM, index, size)
+
+        signature = (self.input_spec, self.target_spec)
+        return tf.data.Dataset.from_generator(batches, output_signature=signature).cache()
+
+
+class AddingProblem(Task):
+    """The adding problem: two values are marked in a long sequence; output their sum at the end.
+
+    Two definitions are in use (REFERENCE.md §1):
+
+    - `definition="2016"` (Le et al. 2015; Arjovsky et al. 2016): values ~ U[0, 1], markers in
+      {0, 1}, one marker in each half of a sequence of fixed length T, target X1 + X2, MSE loss.
+      Always predicting 1 scores MSE 1/6 ≈ 0.167 (the baseline); solved at test MSE < 0.01.
+    - `definition="1997"` (Hochreiter & Schmidhuber 1997, Experiment 4): values ~ U[-1, 1],
+      markers in {-1, 0, 1}, length uniform in [T, T + T/10], X1 marked among the first 10 steps,
+      X2 among the first T/2 steps, the first and last steps marked -1 when not marked 1, target
+      0.5 + (X1 + X2) / 4. A sequence is wrong when |error| >= 0.04; the metric is the fraction
+      of test sequences that are wrong, the baseline is that fraction for a constant 0.5, and the
+      task counts as solved when at most 1% are wrong (the paper's runs ended with 0 or 1 wrong of
+      2,560).
+
+    Inputs have two features per step, `[value, marker]`. In the 1997 definition every sequence
+    of a batch shares one length, drawn per batch (with batch size 1, the paper's online setup).
+    """
+
+    name = "adding_problem"
+    head = "sequence"
+    definitions = ("2016", "1997")
+    tolerance_1997 = 0.04
+
+    def __init__(self, seq_len=100, *, definition="2016", test_size=None, test_batch_size=256,
+                 test_seed=0):
+        definition = str(definition)
+        if definition not in self.definitions:
+            raise ValueError(
+                f"`definition` must be one of {', '.join(self.definitions)}. "
+                f"Received: definition={definition!r}"
+            )
+        self.definition = definition
+        # The 1997 X2 is drawn from the first T/2 steps while X1 takes one of the first ten.
+        self.min_seq_len = 20 if definition == "1997" else 2
+        if test_size is None:
+            test_size = 2560 if definition == "1997" else 1024
+        super().__init__(seq_len, test_size=test_size, test_batch_size=test_batch_size,
+                         test_seed=test_seed)
+        self.metric_name = "mse" if definition == "2016" else "error_rate"
+        self.success_threshold = 0.01
+        self._baseline = None
+
+    def config(self):
+        return {**super().config(), "definition": self.definition}
+
+    @property
+    def input_spec(self):
+        return tf.TensorSpec([None, None, 2], tf.float32, name="sequence")
+
+    @property
+    def target_spec(self):
+        return tf.TensorSpec([None, 1], tf.float32, name="target")
+
+    @property
+    def baseline(self):
+        if self.definition == "2016":
+            return 1.0 / 6.0  # Var(X1 + X2) for two independent U[0, 1] values.
+        if self._baseline is None:
+            # The best constant guess is the mean target, 0.5; score it on the test split.
+            wrong = [np.abs(targets - 0.5) >= self.tolerance_1997
+                     for _, targets in self.test_dataset().as_numpy_iterator()]
+            self._baseline = float(np.mean(np.concatenate(wrong)))
+        return self._baseline
+
+    def make_batch(self, rng, batch_size):
+        if self.definition == "2016":
+            return self._make_batch_2016(rng, batch_size)
+        return self._make_batch_1997(rng, batch_size)
+
+    def _make_batch_2016(self, rng, batch_size):
+        length = self.seq_len
+        values = rng.uniform(0.0, 1.0, size=(batch_size, length))
+        markers = np.zeros((batch_size, length))
+        rows = np.arange(batch_size)
+        first = rng.integers(0, length // 2, size=batch_size)  # One marker in the first half,
+        second = rng.integers(length // 2, length, size=batch_size)  # one in the second.
+        markers[rows, first] = 1.0
+        markers[rows, second] = 1.0
+        targets = values[rows, first] + values[rows, second]
+        inputs = np.stack([values, markers], axis=-1)
+        return inputs.astype(np.float32), targets[:, None].astype(np.float32)
+
+    def _make_batch_1997(self, rng, batch_size):
+        length = int(rng.integers(self.seq_len, self.seq_len + self.seq_len // 10 + 1))
+        values = rng.uniform(-1.0, 1.0, size=(batch_size, length))
+        markers = np.zeros((batch_size, length))
+        markers[:, 0] = -1.0
+        markers[:, -1] = -1.0
+        rows = np.arange(batch_size)
+        first = rng.integers(0, 10, size=batch_size)
+        # X2 is one of the first T/2 - 1 pairs still unmarked: draw from T/2 - 1 slots and skip
+        # over the slot X1 took.
+        second = rng.integers(0, self.seq_len // 2 - 1, size=batch_size)
+        second = second + (second >= first)
+        markers[rows, first] = 1.0
+        markers[rows, second] = 1.0
+        # "In the rare case where the first pair of the sequence gets marked, we set X1 to zero."
+        values[:, 0] = np.where(markers[:, 0] == 1.0, 0.0, values[:, 0])
+        targets = 0.5 + (values[rows, first] + values[rows, second]) / 4.0
+        inputs = np.stack([values, markers], axis=-1)
+        return inputs.astype(np.float32), targets[:, None].astype(np.float32)
+
+    def loss(self, targets, predictions):
+        return tf.reduce_mean(tf.square(targets - predictions))
+
+    def metric(self, targets, predictions):
+        error = targets[:, 0] - predictions[:, 0]
+        if self.definition == "2016":
+            return tf.square(error)
+        return tf.cast(tf.abs(error) >= self.tolerance_1997, tf.float32)
+
+
+class CopyMemory(Task):
+    """Copy memory (Arjovsky, Shah & Bengio 2016): recall ten symbols after a gap of T steps.
+
+    Symbols 0-7 carry data, 8 is the blank and 9 the delimiter. The input is ten data symbols,
+    T - 1 blanks, the delimiter, then ten blanks (T + 20 steps); the target is T + 10 blanks, then
+    the ten data symbols in order. The metric is the mean cross-entropy per step (nats); a model
+    that remembers nothing predicts blanks, then a uniform guess over 8 symbols, and scores
+    10·log(8) / (T + 20), the baseline. Solved when the test cross-entropy is below 1% of it.
+    """
+
+    name = "copy_memory"
+    metric_name = "cross_entropy"
+    head = "steps"
+    num_data_symbols = 8
+    blank = 8
+    delimiter = 9
+    vocab_size = 10
+    num_classes = 10
+    num_copied = 10
+
+    def __init__(self, seq_len=100, *, test_size=1024, test_batch_size=256, test_seed=0):
+        super().__init__(seq_len, test_size=test_size, test_batch_size=test_batch_size,
+                         test_seed=test_seed)
+        self.success_threshold = 0.01 * self.baseline
+        self._cross_entropy = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+
+    @property
+    def input_spec(self):
+        return tf.TensorSpec([None, None], tf.int32, name="symbols")
+
+    @property
+    def target_spec(self):
+        return tf.TensorSpec([None, None], tf.int32, name="target")
+
+    @property
+    def baseline(self):
+        return self.num_copied * math.log(self.num_data_symbols) / (self.seq_len + 2 * self.num_copied)
+
+    def make_batch(self, rng, batch_size):
+        n, gap = self.num_copied, self.seq_len
+        data = rng.integers(0, self.num_data_symbols, size=(batch_size, n))
+        inputs = np.full((batch_size, gap + 2 * n), self.blank)
+        inputs[:, :n] = data
+        inputs[:, gap + n - 1] = self.delimiter
+        targets = np.full((batch_size, gap + 2 * n), self.blank)
+        targets[:, gap + n:] = data
+        return inputs.astype(np.int32), targets.astype(np.int32)
+
+    def loss(self, targets, predictions):
+        return tf.reduce_mean(self.metric(targets, predictions))
+
+    def metric(self, targets, predictions):
+        return tf.reduce_mean(self._cross_entropy(targets, predictions), axis=-1)

@@ -1,0 +1,279 @@
+"""The training loop: online training on fresh sequences until the task is solved.
+
+One `tf.function` train step, traced once for the task's input signature, runs Adam with
+gradient clipping on a fresh batch; every `eval_every` steps the model is scored on the task's
+fixed test split and training stops as soon as it meets the task's success criterion. The result
+says how many sequences were seen until then: the unit of Hochreiter & Schmidhuber 1997.
+
+With a `checkpoint_dir`, progress is saved with `tf.train.CheckpointManager` (which writes under a
+temporary name, then renames) and a later run with the same settings resumes at the saved step
+with the same batches it would have seen. The loop never prints; it reports `Progress` events to a
+callback. TensorFlow places the work on a GPU when one is visible.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+RUN_FILE = "kala_run.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """What the loop reports to `on_progress`: after every `log_every` steps and every evaluation."""
+
+    step: int
+    steps: int
+    sequences_seen: int
+    loss: float  # Mean training loss since the previous report.
+    metric: float | None  # The latest test metric, None before the first evaluation.
+    evaluated: bool  # Whether `metric` was computed at this step.
+    solved: bool
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    solved: bool
+    sequences_seen: int | None  # Sequences trained on until solved; None when not solved.
+    steps: int  # Steps taken in all, counting those of earlier runs resumed from.
+    metric: float  # The test metric at the end.
+    metric_name: str
+    baseline: float
+    seconds: float  # Wall time in all, counting earlier runs resumed from.
+    resumed_from_step: int
+    history: list  # One dict per evaluation in this run: step, sequences_seen, loss, metric.
+    train_step_traces: int  # How often the train step was traced: 1 unless shapes changed.
+
+
+def _check(name, value, valid, expected):
+    if not valid:
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+
+
+class Trainer:
+    """Trains `model` on `task`. Arguments are checked and any checkpoint is restored here, so a
+    bad setting fails before the first step; `run()` trains.
+
+    Args:
+        model: a Keras model whose input and output fit the task (`task.model_options`).
+        task: a `kala.tasks.Task`.
+        steps: the budget, in training steps (`steps * batch_size` sequences).
+        batch_size: sequences per step.
+        learning_rate, clipnorm: Adam's learning rate, and the norm each gradient is clipped to.
+        seed: the seed of the training batches (the model's initial weights are seeded by the
+            caller, e.g. with `keras.utils.set_random_seed`).
+        eval_every: steps between evaluations on the test split (and checkpoints).
+        log_every: steps between progress reports.
+        stop_when_solved: stop at the first evaluation that meets the task's criterion.
+        checkpoint_dir: where to save and resume from; None disables checkpoints.
+        logdir: where to write TensorBoard scalars; None disables them.
+    """
+
+    def __init__(self, model, task, *, steps, batch_size=32, learning_rate=1e-2, clipnorm=1.0,
+                 seed=0, eval_every=100, log_every=10, stop_when_solved=True,
+                 checkpoint_dir=None, logdir=None):
+        for name, value in [("steps", steps), ("batch_size", batch_size),
+                            ("eval_every", eval_every), ("log_every", log_every)]:
+            _check(name, value, isinstance(value, int) and not isinstance(value, bool)
+                   and value >= 1, "a positive integer")
+        _check("seed", seed, isinstance(seed, int) and seed >= 0, "an integer >= 0")
+        for name, value in [("learning_rate", learning_rate), ("clipnorm", clipnorm)]:
+            _check(name, value, isinstance(value, (int, float)) and np.isfinite(value)
+                   and value > 0, "a positive number")
+        self.model = model
+        self.task = task
+        self.steps = steps
+        self.batch_size = batch_size
+        self.seed = seed
+        self.eval_every = eval_every
+        self.log_every = log_every
+        self.stop_when_solved = stop_when_solved
+        self.logdir = logdir
+        self.config = {
+            **task.config(),
+            "model": model.name,
+            "parameters": int(model.count_params()),
+            "batch_size": batch_size,
+            "learning_rate": float(learning_rate),
+            "clipnorm": float(clipnorm),
+            "seed": seed,
+        }
+
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+        # Keras creates the optimizer's slots lazily; build them now so a checkpoint restores them.
+        self.optimizer.build(model.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.solved_at_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="solved_at")
+        self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+        self.last_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False, name="metric")
+        self.manager = None
+        if checkpoint_dir is not None:
+            self._restore(os.fspath(checkpoint_dir))
+
+        signature = [task.input_spec, task.target_spec]
+        self.train_step = tf.function(self._train_step, input_signature=signature)
+        self.eval_step = tf.function(self._eval_step, input_signature=signature)
+
+    # --- Checkpoints. ------------------------------------------------------------------------
+
+    def _restore(self, directory):
+        checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, step=self.step,
+            solved_at_step=self.solved_at_step, seconds=self.elapsed, metric=self.last_metric,
+        )
+        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
+        run_file = os.path.join(directory, RUN_FILE)
+        if os.path.exists(run_file):
+            with open(run_file) as file:
+                saved = json.load(file)
+            changed = {key: (saved.get(key), value) for key, value in self.config.items()
+                       if saved.get(key) != value}
+            if changed:
+                details = "; ".join(f"{key}: saved {old!r}, now {new!r}"
+                                    for key, (old, new) in sorted(changed.items()))
+                raise ValueError(
+                    f"The checkpoint in {directory} belongs to a different run ({details}). "
+                    "Resume with the same settings, or use another checkpoint directory."
+                )
+        if self.manager.latest_checkpoint is not None:
+            self.manager.restore_or_initialize()
+        elif os.path.exists(os.path.join(directory, "checkpoint")):
+            # tf.train.latest_checkpoint answers None when the files are gone; restarting from
+            # step 0 then would silently throw away the run.
+            raise ValueError(
+                f"{directory} has a checkpoint index but its checkpoint files are missing. "
+                "Restore them, or use another checkpoint directory to start afresh."
+            )
+        os.makedirs(directory, exist_ok=True)
+        temporary = run_file + ".tmp"
+        with open(temporary, "w") as file:
+            json.dump(self.config, file, indent=2)
+        os.replace(temporary, run_file)
+
+    def _save(self):
+        if self.manager is not None:
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+    # --- The steps. --------------------------------------------------------------------------
+
+    def _train_step(self, inputs, targets):
+        with tf.GradientTape() as tape:
+            predictions = self.model(inputs, training=True)
+            loss = self.task.loss(targets, predictions)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        self.step.assign_add(1)
+        return loss
+
+    def _eval_step(self, inputs, targets):
+        return self.task.metric(targets, self.model(inputs, training=False))
+
+    def evaluate(self):
+        """The task's metric on its test split: the mean over sequences."""
+        total, count = 0.0, 0
+        for inputs, targets in self.task.test_dataset():
+            values = self.eval_step(inputs, targets)
+            total += float(tf.reduce_sum(values))
+            count += int(values.shape[0])
+        return total / count
+
+    # --- The loop. ---------------------------------------------------------------------------
+
+    def run(self, on_progress=None):
+        """Trains until solved or out of budget; returns a `TrainResult`.
+
+        On KeyboardInterrupt, saves a checkpoint (when checkpointing) and re-raises.
+        """
+        start_step = int(self.step.numpy())
+        start_seconds = float(self.elapsed.numpy())
+        started = time.perf_counter()
+        history = []
+        writer = tf.summary.create_file_writer(self.logdir) if self.logdir else None
+
+        def seconds():
+            return start_seconds + time.perf_counter() - started
+
+        def solved():
+            return int(self.solved_at_step.numpy()) >= 0
+
+        def report(loss, evaluated):
+            step = int(self.step.numpy())
+            metric = float(self.last_metric.numpy())
+            if on_progress is not None:
+                on_progress(Progress(
+                    step=step, steps=self.steps, sequences_seen=step * self.batch_size,
+                    loss=loss, metric=None if np.isnan(metric) else metric,
+                    evaluated=evaluated, solved=solved(), seconds=seconds(),
+                ))
+
+        def evaluate_now(loss):
+            metric = self.evaluate()
+            step = int(self.step.numpy())
+            self.last_metric.assign(metric)
+            if self.task.is_solved(metric) and not solved():
+                self.solved_at_step.assign(step)
+            history.append({"step": step, "sequences_seen": step * self.batch_size,
+                            "loss": loss, "metric": metric, "seconds": seconds()})
+            if writer is not None:
+                with writer.as_default(step=step):
+                    tf.summary.scalar(f"test/{self.task.metric_name}", metric)
+                    tf.summary.flush()
+            self.elapsed.assign(seconds())
+            self._save()
+            report(loss, evaluated=True)
+
+        finished = lambda: (solved() and self.stop_when_solved) or self.step.numpy() >= self.steps
+        try:
+            if not finished():
+                dataset = self.task.train_dataset(self.batch_size, self.seed, start=start_step)
+                losses = []
+                for inputs, targets in dataset:
+                    losses.append(self.train_step(inputs, targets))
+                    step = int(self.step.numpy())
+                    due_eval = step % self.eval_every == 0 or step >= self.steps
+                    if step % self.log_every == 0 or due_eval:
+                        loss = float(tf.reduce_mean(losses))
+                        losses = []
+                        if writer is not None:
+                            with writer.as_default(step=step):
+                                tf.summary.scalar("train/loss", loss)
+                        if due_eval:
+                            evaluate_now(loss)
+                        else:
+                            report(loss, evaluated=False)
+                    if finished():
+                        break
+            if np.isnan(self.last_metric.numpy()):
+                evaluate_now(float("nan"))
+        except KeyboardInterrupt:
+            self.elapsed.assign(seconds())
+            self._save()
+            raise
+        finally:
+            if writer is not None:
+                writer.close()
+
+        solved_at = int(self.solved_at_step.numpy())
+        return TrainResult(
+            solved=solved_at >= 0,
+            sequences_seen=solved_at * self.batch_size if solved_at >= 0 else None,
+            steps=int(self.step.numpy()),
+            metric=float(self.last_metric.numpy()),
+            metric_name=self.task.metric_name,
+            baseline=float(self.task.baseline),
+            seconds=seconds(),
+            resumed_from_step=start_step,
+            history=history,
+            train_step_traces=self.train_step.experimental_get_tracing_count(),
+        )
+
+
+def train(model, task, *, on_progress=None, **options):
+    """Trains `model` on `task` and returns a `TrainResult`; see `Trainer` for the options."""
+    return Trainer(model, task, **options).run(on_progress=on_progress)

@@ -1,0 +1,69 @@
+"""The adding problem: remember two numbers across a long sequence, then add them.
+
+What it shows: the essay's long-term dependency problem in its classic benchmark. Each step of a
+sequence carries a random value and a marker; two steps are marked, far apart, and at the very end
+the network must output the sum of the two marked values. Everything between them is noise it
+must ignore while holding on to the first number. With the defaults (T = 100, 64 units, Adam
+1e-2, gradients clipped to norm 1, 32 sequences a step, a budget of 3,000 steps), an LSTM learns
+the task and a plain RNN (`--cell simple_rnn`) stays at the baseline of always guessing 1 (MSE
+0.167): "Understanding LSTM Networks", section "The Problem of Long-Term Dependencies".
+
+Two definitions are in use (kala.tasks.AddingProblem): the 2015/16 convention (the default) and
+Hochreiter & Schmidhuber's original Experiment 4 (`--definition 1997`).
+
+Run it:
+    python recipes/adding_problem.py                     # LSTM, T = 100
+    python recipes/adding_problem.py --cell simple_rnn   # the same budget for a plain RNN
+    python recipes/adding_problem.py --smoke --export    # a tiny run, exported for TF Serving
+"""
+
+import dataclasses
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+import common  # noqa: E402
+import kala  # noqa: E402
+
+RECIPE = "adding_problem"
+
+
+# Setup: the defaults live here, once; every field is also a command-line flag.
+@dataclasses.dataclass
+class Config(common.RecipeConfig):
+    seq_len: int = dataclasses.field(default=100, metadata={
+        "help": "T: the sequence length (the 1997 definition draws lengths in [T, 1.1 T])"})
+    definition: str = dataclasses.field(default="2016", metadata={
+        "help": "which adding problem", "choices": list(kala.tasks.AddingProblem.definitions)})
+
+
+# A tiny run for the tests: the same code path in a few seconds.
+SMOKE = {"units": 8, "seq_len": 20, "steps": 20, "batch_size": 8, "eval_every": 10}
+
+
+def main(argv=None):
+    config = common.parse_config(Config, __doc__, argv, smoke=SMOKE)
+    with common.bad_arguments_exit():
+        # Data: fresh random sequences for every step, and a fixed test split to score on.
+        task = kala.tasks.AddingProblem(
+            config.seq_len, definition=config.definition,
+            test_size=256 if config.smoke else None,
+        )
+        # Model: one recurrent layer reads the sequence; a linear unit reads its last state.
+        keras.utils.set_random_seed(config.seed)
+        model = kala.build_model(config.cell, config.units, **task.model_options,
+                                 name=f"{RECIPE}_{config.cell}")
+
+    # Train: until the test MSE falls below 0.01, or the budget is spent.
+    run_name = f"{config.definition}-{config.cell}-T{config.seq_len}-seed{config.seed}"
+    common.run_recipe(RECIPE, config, task, model, run_name + ("-smoke" if config.smoke else ""))
+
+    # What you should see: with the defaults, the LSTM's test MSE sits at the baseline for a
+    # while, as if it had learnt nothing, then drops within a few hundred steps once it has
+    # found the two marked values; the SimpleRNN's stays at the baseline to the end.
+
+
+if __name__ == "__main__":
+    main()
