@@ -1,0 +1,177 @@
+"""The task generators against their published definitions (REFERENCE.md §1)."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kala import tasks
+
+
+def batches(task, count=20, batch_size=64, seed=0):
+    return [task.batch(seed, tasks.TRAIN_STREAM, index, batch_size) for index in range(count)]
+
+
+# --- Adding problem, 2015/16 convention. -------------------------------------------------------
+
+def test_adding_2016_matches_its_definition():
+    task = tasks.AddingProblem(50)
+    for inputs, targets in batches(task):
+        values, markers = inputs[..., 0], inputs[..., 1]
+        assert inputs.shape == (64, 50, 2) and targets.shape == (64, 1)
+        assert inputs.dtype == np.float32 and targets.dtype == np.float32
+        assert np.all((values >= 0) & (values < 1))
+        assert set(np.unique(markers)) == {0.0, 1.0}
+        # Exactly one marker in each half.
+        assert np.all(markers[:, :25].sum(axis=1) == 1)
+        assert np.all(markers[:, 25:].sum(axis=1) == 1)
+        np.testing.assert_allclose(targets[:, 0], (values * markers).sum(axis=1), rtol=1e-6)
+
+
+def test_adding_2016_baseline_is_the_score_of_always_guessing_one():
+    task = tasks.AddingProblem(30, test_size=4096)
+    errors = [task.metric(targets, tf.ones_like(targets)).numpy()
+              for _, targets in task.test_dataset()]
+    assert task.baseline == pytest.approx(1 / 6)
+    assert np.mean(np.concatenate(errors)) == pytest.approx(task.baseline, abs=0.01)
+    assert task.is_solved(0.009) and not task.is_solved(0.011)
+
+
+# --- Adding problem, Hochreiter & Schmidhuber 1997, Experiment 4. --------------------------------
+
+def test_adding_1997_matches_its_definition():
+    task = tasks.AddingProblem(100, definition="1997")
+    lengths = set()
+    for inputs, targets in batches(task, count=60):
+        values, markers = inputs[..., 0], inputs[..., 1]
+        length = inputs.shape[1]
+        lengths.add(length)
+        assert 100 <= length <= 110
+        assert np.all((values >= -1) & (values <= 1))
+        assert set(np.unique(markers)) <= {-1.0, 0.0, 1.0}
+        marked = markers == 1.0
+        assert np.all(marked.sum(axis=1) == 2)
+        positions = np.sort(np.nonzero(marked)[1].reshape(-1, 2), axis=1)
+        # X1 is one of the first ten pairs, X2 one of the first T/2 - 1 pairs still unmarked.
+        assert np.all(positions[:, 0] < 10)
+        assert np.all(positions[:, 1] < 50)
+        # The first and last pairs are marked -1, unless the first is marked 1.
+        assert np.all(markers[:, -1] == -1.0)
+        assert np.all((markers[:, 0] == -1.0) | (markers[:, 0] == 1.0))
+        assert np.all(values[marked[:, 0], 0] == 0.0)  # "we set X1 to zero"
+        assert np.all(markers[:, 1:-1] != -1.0)
+        expected = 0.5 + (values * marked).sum(axis=1) / 4.0
+        np.testing.assert_allclose(targets[:, 0], expected, rtol=1e-6)
+    # Lengths are drawn per batch from the whole range.
+    assert min(lengths) == 100 and max(lengths) == 110
+
+
+def test_adding_1997_scores_the_fraction_of_sequences_off_by_0_04_or_more():
+    task = tasks.AddingProblem(20, definition="1997")
+    targets = tf.constant([[0.5], [0.5], [0.5]])
+    predictions = tf.constant([[0.5], [0.539], [0.541]])
+    np.testing.assert_array_equal(task.metric(targets, predictions).numpy(), [0.0, 0.0, 1.0])
+    assert 0.5 < task.baseline < 1.0  # A constant guess gets most sequences wrong.
+    assert task.is_solved(0.0) and not task.is_solved(0.02)
+
+
+# --- Copy memory. ------------------------------------------------------------------------------
+
+def test_copy_memory_matches_its_definition():
+    gap = 30
+    task = tasks.CopyMemory(gap)
+    for inputs, targets in batches(task):
+        assert inputs.shape == targets.shape == (64, gap + 20)
+        assert inputs.dtype == targets.dtype == np.int32
+        data = inputs[:, :10]
+        assert np.all((data >= 0) & (data < 8))
+        # T - 1 blanks, the delimiter, ten blanks.
+        assert np.all(inputs[:, 10:gap + 9] == 8)
+        assert np.all(inputs[:, gap + 9] == 9)
+        assert np.all(inputs[:, gap + 10:] == 8)
+        # T + 10 blanks, then the ten symbols in order.
+        assert np.all(targets[:, :gap + 10] == 8)
+        np.testing.assert_array_equal(targets[:, gap + 10:], data)
+
+
+def test_copy_memory_baseline_is_the_score_of_a_memoryless_model():
+    gap = 40
+    task = tasks.CopyMemory(gap, test_size=64)
+    # Blanks until the delimiter's echo, then a uniform guess over the eight data symbols.
+    memoryless = np.zeros((64, gap + 20, 10), dtype=np.float32)
+    memoryless[:, :gap + 10, 8] = 1.0
+    memoryless[:, gap + 10:, :8] = 1 / 8
+    _, targets = next(iter(task.test_dataset()))
+    scores = task.metric(targets, tf.constant(memoryless)).numpy()
+    assert task.baseline == pytest.approx(10 * math.log(8) / (gap + 20))
+    np.testing.assert_allclose(scores, task.baseline, rtol=1e-4)
+    assert task.is_solved(0.009 * task.baseline) and not task.is_solved(0.02 * task.baseline)
+
+
+# --- What every task shares. -------------------------------------------------------------------
+
+ALL_TASKS = [
+    lambda **options: tasks.AddingProblem(40, **options),
+    lambda **options: tasks.AddingProblem(40, definition="1997", **options),
+    lambda **options: tasks.CopyMemory(12, **options),
+]
+
+
+@pytest.mark.parametrize("make_task", ALL_TASKS)
+def test_batches_are_determined_by_seed_and_index(make_task):
+    task = make_task()
+    first = task.batch(7, tasks.TRAIN_STREAM, 3, 16)
+    again = make_task().batch(7, tasks.TRAIN_STREAM, 3, 16)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    other_seed = task.batch(8, tasks.TRAIN_STREAM, 3, 16)
+    other_index = task.batch(7, tasks.TRAIN_STREAM, 4, 16)
+    assert not np.array_equal(first[0], other_seed[0])
+    assert not np.array_equal(first[0], other_index[0])
+
+
+@pytest.mark.parametrize("make_task", ALL_TASKS)
+def test_train_dataset_streams_fresh_batches_and_resumes_at_start(make_task):
+    task = make_task()
+    stream = list(task.train_dataset(16, seed=5).take(4).as_numpy_iterator())
+    resumed = list(task.train_dataset(16, seed=5, start=2).take(2).as_numpy_iterator())
+    for (x, y), (rx, ry) in zip(stream[2:], resumed):
+        np.testing.assert_array_equal(x, rx)
+        np.testing.assert_array_equal(y, ry)
+    assert not np.array_equal(stream[0][0], stream[1][0])
+    inputs, targets = stream[0]
+    assert inputs.shape[0] == targets.shape[0] == 16
+    assert task.input_spec.is_compatible_with(tf.constant(inputs))
+    assert task.target_spec.is_compatible_with(tf.constant(targets))
+
+
+@pytest.mark.parametrize("make_task", ALL_TASKS)
+def test_test_split_is_fixed_and_sized(make_task):
+    task = make_task(test_size=100, test_batch_size=32)
+    first = list(task.test_dataset().as_numpy_iterator())
+    second = list(make_task(test_size=100, test_batch_size=32).test_dataset().as_numpy_iterator())
+    assert [len(targets) for _, targets in first] == [32, 32, 32, 4]
+    for (x, y), (x2, y2) in zip(first, second):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+    # The test split is not a training batch.
+    train_inputs, _ = task.batch(task.test_seed, tasks.TRAIN_STREAM, 0, 32)
+    assert not np.array_equal(first[0][0], train_inputs)
+
+
+@pytest.mark.parametrize("make_task, message", [
+    (lambda: tasks.AddingProblem(0), "seq_len=0"),
+    (lambda: tasks.AddingProblem(10, definition="1997"), "seq_len=10"),
+    (lambda: tasks.AddingProblem(100, definition="1998"), "definition='1998'"),
+    (lambda: tasks.CopyMemory(2.5), "seq_len=2.5"),
+    (lambda: tasks.CopyMemory(10, test_size=0), "test_size=0"),
+])
+def test_bad_task_arguments_raise_value_error_naming_them(make_task, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        make_task()
+
+
+def test_bad_dataset_arguments_raise_value_error():
+    with pytest.raises(ValueError, match="batch_size=0"):
+        tasks.CopyMemory(5).train_dataset(0)
