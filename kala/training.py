@@ -12,6 +12,7 @@ callback. TensorFlow places the work on a GPU when one is visible.
 """
 
 import dataclasses
+import importlib.util
 import json
 import os
 import time
@@ -86,6 +87,11 @@ class Trainer:
         for name, value in [("learning_rate", learning_rate), ("clipnorm", clipnorm)]:
             _check(name, value, isinstance(value, (int, float)) and np.isfinite(value)
                    and value > 0, "a positive number")
+        if logdir is not None and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                f"`logdir` needs TensorBoard, which is not installed. Received: logdir={logdir!r}. "
+                "Install it with `pip install tensorboard` (or kala's extra `.[tensorboard]`)."
+            )
         self.model = model
         self.task = task
         self.steps = steps
@@ -94,7 +100,7 @@ class Trainer:
         self.eval_every = eval_every
         self.log_every = log_every
         self.stop_when_solved = stop_when_solved
-        self.logdir = logdir
+        self.logdir = os.fspath(logdir) if logdir is not None else None
         self.config = {
             **task.config(),
             "model": model.name,
@@ -141,15 +147,20 @@ class Trainer:
                     f"The checkpoint in {directory} belongs to a different run ({details}). "
                     "Resume with the same settings, or use another checkpoint directory."
                 )
-        if self.manager.latest_checkpoint is not None:
-            self.manager.restore_or_initialize()
-        elif os.path.exists(os.path.join(directory, "checkpoint")):
-            # tf.train.latest_checkpoint answers None when the files are gone; restarting from
-            # step 0 then would silently throw away the run.
-            raise ValueError(
-                f"{directory} has a checkpoint index but its checkpoint files are missing. "
-                "Restore them, or use another checkpoint directory to start afresh."
-            )
+        latest = self.manager.latest_checkpoint
+        if latest is not None or os.path.exists(os.path.join(directory, "checkpoint")):
+            # tf.train.latest_checkpoint answers from the index file even when the files it
+            # names are gone; restarting from step 0 then would silently throw the run away.
+            try:
+                if latest is None or not tf.io.gfile.exists(latest + ".index"):
+                    raise tf.errors.NotFoundError(None, None, "no index file")
+                checkpoint.restore(latest).assert_existing_objects_matched()
+            except (tf.errors.NotFoundError, tf.errors.DataLossError) as error:
+                raise ValueError(
+                    f"{directory} has a checkpoint index but its checkpoint files are missing or "
+                    f"unreadable ({error.message}). Restore them, or use another checkpoint "
+                    "directory to start afresh."
+                ) from None
         os.makedirs(directory, exist_ok=True)
         temporary = run_file + ".tmp"
         with open(temporary, "w") as file:

@@ -1,0 +1,151 @@
+"""The training loop: it learns, stops when solved, traces once, resumes exactly, stays quiet."""
+
+import glob
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kala
+from kala import tasks
+
+
+def small_adding(seq_len=10, **options):
+    return tasks.AddingProblem(seq_len, test_size=256, **options)
+
+
+def new_model(task, seed, units=8, cell="lstm"):
+    keras.utils.set_random_seed(seed)
+    return kala.build_model(cell, units, **task.model_options)
+
+
+def test_solves_a_short_adding_problem_and_stops_there():
+    task = small_adding()
+    result = kala.train(new_model(task, 0), task, steps=1000, batch_size=32, eval_every=25)
+    assert result.solved
+    assert result.steps < 1000  # It stopped at the first evaluation that met the criterion.
+    assert result.steps % 25 == 0
+    assert result.sequences_seen == result.steps * 32
+    assert result.metric < 0.01 < result.baseline
+    assert result.history[-1]["metric"] == result.metric
+    assert all(entry["metric"] >= 0.01 for entry in result.history[:-1])
+
+
+def test_reports_an_unsolved_run_honestly():
+    task = small_adding()
+    result = kala.train(new_model(task, 0), task, steps=20, batch_size=8, eval_every=10)
+    assert not result.solved and result.sequences_seen is None
+    assert result.steps == 20
+    assert result.metric == result.history[-1]["metric"] > 0.01
+    assert [entry["step"] for entry in result.history] == [10, 20]
+
+
+def test_train_step_is_traced_once_although_lengths_change():
+    # The 1997 definition draws a new sequence length for every batch.
+    task = small_adding(30, definition="1997")
+    trainer = kala.Trainer(new_model(task, 0), task, steps=30, batch_size=4, eval_every=30)
+    lengths = {task.batch(0, tasks.TRAIN_STREAM, step, 4)[0].shape[1] for step in range(30)}
+    result = trainer.run()
+    assert len(lengths) > 1
+    assert result.train_step_traces == 1
+    assert trainer.eval_step.experimental_get_tracing_count() == 1
+
+
+def test_progress_goes_to_the_callback_and_nothing_is_printed(capsys):
+    task = small_adding()
+    events = []
+    kala.train(new_model(task, 0), task, steps=20, batch_size=8, eval_every=10, log_every=5,
+               on_progress=events.append)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert [event.step for event in events] == [5, 10, 15, 20]
+    assert [event.evaluated for event in events] == [False, True, False, True]
+    assert events[0].metric is None and events[1].metric is not None
+    assert events[-1].sequences_seen == 160 and events[-1].steps == 20
+    assert all(np.isfinite(event.loss) for event in events)
+
+
+class Interrupt:
+    """Raises KeyboardInterrupt, as Ctrl-C would, once training reaches `step`."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, progress):
+        if progress.step >= self.step:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+    task = small_adding()
+    options = dict(steps=40, batch_size=8, eval_every=10, log_every=5, seed=3,
+                   stop_when_solved=False)
+    reference_model = new_model(task, 0)
+    reference = kala.train(reference_model, task, **options)
+
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(KeyboardInterrupt):
+        kala.train(new_model(task, 0), task, checkpoint_dir=checkpoints,
+                   on_progress=Interrupt(15), **options)
+    # A fresh model with other initial weights: everything must come from the checkpoint.
+    resumed_model = new_model(task, 99)
+    resumed = kala.train(resumed_model, task, checkpoint_dir=checkpoints, **options)
+
+    assert resumed.resumed_from_step == 15
+    assert resumed.steps == reference.steps == 40
+    assert [entry["step"] for entry in resumed.history] == [20, 30, 40]
+    for resumed_weights, reference_weights in zip(resumed_model.get_weights(),
+                                                   reference_model.get_weights()):
+        np.testing.assert_allclose(resumed_weights, reference_weights, rtol=1e-5, atol=1e-6)
+    assert resumed.metric == pytest.approx(reference.metric, rel=1e-4)
+
+    # A finished run resumed again does no more work.
+    again = kala.train(new_model(task, 0), task, checkpoint_dir=checkpoints, **options)
+    assert again.resumed_from_step == 40 and again.steps == 40 and again.history == []
+
+
+def test_missing_checkpoint_files_are_an_error_not_a_fresh_start(tmp_path):
+    task = small_adding()
+    kala.train(new_model(task, 0), task, steps=10, batch_size=8, eval_every=10,
+               checkpoint_dir=tmp_path)
+    for path in glob.glob(str(tmp_path / "ckpt-*")):
+        os.remove(path)
+    with pytest.raises(ValueError, match="checkpoint files are missing"):
+        kala.Trainer(new_model(task, 0), task, steps=20, batch_size=8, checkpoint_dir=tmp_path)
+
+
+def test_resuming_with_other_settings_is_an_error(tmp_path):
+    task = small_adding()
+    kala.train(new_model(task, 0), task, steps=10, batch_size=8, eval_every=10,
+               checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="batch_size: saved 8, now 16"):
+        kala.Trainer(new_model(task, 0), task, steps=20, batch_size=16, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="seq_len: saved 10, now 12"):
+        other = small_adding(12)
+        kala.Trainer(new_model(other, 0), other, steps=20, batch_size=8, checkpoint_dir=tmp_path)
+
+
+def test_tensorboard_scalars_are_written(tmp_path):
+    task = small_adding()
+    kala.train(new_model(task, 0), task, steps=20, batch_size=8, eval_every=10, log_every=5,
+               logdir=tmp_path)
+    tags = set()
+    for path in glob.glob(str(tmp_path / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    assert tags == {"train/loss", "test/mse"}
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(steps=0), "steps=0"),
+    (dict(steps=10, batch_size=-1), "batch_size=-1"),
+    (dict(steps=10, learning_rate=0.0), "learning_rate=0.0"),
+    (dict(steps=10, clipnorm=float("nan")), "clipnorm=nan"),
+    (dict(steps=10, seed=-2), "seed=-2"),
+])
+def test_bad_arguments_raise_value_error_naming_them(options, message):
+    task = small_adding()
+    with pytest.raises(ValueError, match=message):
+        kala.Trainer(new_model(task, 0), task, **options)
