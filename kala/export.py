@@ -113,11 +113,18 @@ def export_model(model, base_path, model_name, example_inputs=None):
             "`export_model` serves models with one input and one output. Received a model with "
             f"{len(model.inputs)} inputs and {len(model.outputs)} outputs."
         )
-    model_dir = os.path.join(os.fspath(base_path), model_name)
-    os.makedirs(model_dir, exist_ok=True)
     if example_inputs is None:
         example_inputs = _example_inputs(model)
+    spec = model.inputs[0]
+    if not tf.TensorSpec(spec.shape, spec.dtype).is_compatible_with(tf.constant(example_inputs)):
+        raise ValueError(
+            f"`example_inputs` must fit the model's input {spec.name!r} of shape "
+            f"{tuple(spec.shape)} and dtype {spec.dtype}. Received: shape "
+            f"{np.shape(example_inputs)}, dtype {np.asarray(example_inputs).dtype}"
+        )
 
+    model_dir = os.path.join(os.fspath(base_path), model_name)
+    os.makedirs(model_dir, exist_ok=True)
     serving_model = models.without_cudnn(model)
     staging = os.path.join(model_dir, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:

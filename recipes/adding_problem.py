@@ -20,23 +20,19 @@ Run it:
 import dataclasses
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-
-import common  # noqa: E402
-import kala  # noqa: E402
+import cli
 
 RECIPE = "adding_problem"
 
 
 # Setup: the defaults live here, once; every field is also a command-line flag.
 @dataclasses.dataclass
-class Config(common.RecipeConfig):
+class Config(cli.RecipeConfig):
     seq_len: int = dataclasses.field(default=100, metadata={
         "help": "T: the sequence length (the 1997 definition draws lengths in [T, 1.1 T])"})
     definition: str = dataclasses.field(default="2016", metadata={
-        "help": "which adding problem", "choices": list(kala.tasks.AddingProblem.definitions)})
+        "help": "which adding problem: 2016 (Le et al.; Arjovsky et al.) or 1997 (Hochreiter & "
+                "Schmidhuber)", "choices": ["2016", "1997"]})
 
 
 # A tiny run for the tests: the same code path in a few seconds.
@@ -44,8 +40,15 @@ SMOKE = {"units": 8, "seq_len": 20, "steps": 20, "batch_size": 8, "eval_every": 
 
 
 def main(argv=None):
-    config = common.parse_config(Config, __doc__, argv, smoke=SMOKE)
-    with common.bad_arguments_exit():
+    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
+    # TensorFlow takes seconds to import: load it once the arguments are known to be good.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    import common
+    import kala
+
+    with cli.bad_arguments_exit():
         # Data: fresh random sequences for every step, and a fixed test split to score on.
         task = kala.tasks.AddingProblem(
             config.seq_len, definition=config.definition,

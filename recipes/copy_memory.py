@@ -17,19 +17,14 @@ Run it:
 import dataclasses
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-
-import common  # noqa: E402
-import kala  # noqa: E402
+import cli
 
 RECIPE = "copy_memory"
 
 
 # Setup: the defaults live here, once; every field is also a command-line flag.
 @dataclasses.dataclass
-class Config(common.RecipeConfig):
+class Config(cli.RecipeConfig):
     seq_len: int = dataclasses.field(default=20, metadata={
         "help": "T: the gap between the last symbol read and the delimiter, plus one"})
     embedding_dim: int = dataclasses.field(default=16, metadata={
@@ -41,8 +36,15 @@ SMOKE = {"units": 8, "seq_len": 5, "steps": 20, "batch_size": 8, "eval_every": 1
 
 
 def main(argv=None):
-    config = common.parse_config(Config, __doc__, argv, smoke=SMOKE)
-    with common.bad_arguments_exit():
+    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
+    # TensorFlow takes seconds to import: load it once the arguments are known to be good.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    import common
+    import kala
+
+    with cli.bad_arguments_exit():
         # Data: symbols as token ids, fresh for every step, and a fixed test split.
         task = kala.tasks.CopyMemory(config.seq_len, test_size=256 if config.smoke else 1024)
         # Model: an embedding turns each symbol into a vector, the recurrent layer reads them

@@ -1,0 +1,129 @@
+"""Export for TF Serving: version layout, no half-written versions, CPU-only graphs, fresh loads."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kala
+from kala import export, tasks
+from conftest import run_python
+
+# Loads an export the way a server would: a fresh process that never imports kala.
+FRESH_LOAD = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+export_dir, inputs_path = sys.argv[1], sys.argv[2]
+signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+inputs = np.load(inputs_path)
+(name,) = signature.structured_input_signature[1]
+outputs = {key: value.numpy().tolist() for key, value in signature(**{name: tf.constant(inputs)}).items()}
+assert "kala" not in sys.modules
+print(json.dumps({"input": name, "outputs": outputs}))
+"""
+
+
+def adding_model(seed=0, cell="lstm"):
+    import keras
+
+    task = tasks.AddingProblem(10)
+    keras.utils.set_random_seed(seed)
+    return kala.build_model(cell, 6, **task.model_options)
+
+
+def copy_model(seed=0):
+    import keras
+
+    task = tasks.CopyMemory(5)
+    keras.utils.set_random_seed(seed)
+    return kala.build_model("gru", 6, bidirectional=True, **task.model_options)
+
+
+def test_versions_are_numbered_and_nothing_is_left_behind(tmp_path):
+    first = kala.export_model(adding_model(), tmp_path, "adding")
+    second = kala.export_model(adding_model(), tmp_path, "adding")
+    assert first == os.path.join(tmp_path, "adding", "1")
+    assert second == os.path.join(tmp_path, "adding", "2")
+    assert sorted(os.listdir(tmp_path / "adding")) == ["1", "2"]  # No staging directory left.
+    for version in (first, second):
+        assert os.path.isfile(os.path.join(version, "saved_model.pb"))
+        assert os.path.isdir(os.path.join(version, "variables"))
+
+
+def test_an_existing_version_is_never_overwritten(tmp_path):
+    taken = tmp_path / "adding" / "4"
+    taken.mkdir(parents=True)
+    (taken / "keep.txt").write_text("published earlier")
+    (tmp_path / "adding" / "notes").mkdir()  # Non-numeric names are not versions.
+    published = kala.export_model(adding_model(), tmp_path, "adding")
+    assert published == os.path.join(tmp_path, "adding", "5")
+    assert (taken / "keep.txt").read_text() == "published earlier"
+    assert export.versions(tmp_path / "adding") == [4, 5]
+
+
+def test_a_failed_export_publishes_nothing(tmp_path):
+    wrong_features = np.zeros((2, 5, 3), np.float32)  # The model reads 2 features a step.
+    with pytest.raises(ValueError, match=r"shape \(None, None, 2\).*Received: shape \(2, 5, 3\)"):
+        kala.export_model(adding_model(), tmp_path, "adding", example_inputs=wrong_features)
+    assert not os.path.exists(tmp_path / "adding")
+    # NaN inputs give NaN answers, which the check after writing cannot match to the model's:
+    # the written export is discarded, with its staging directory.
+    nan_inputs = np.full((2, 5, 2), np.nan, np.float32)
+    with pytest.raises(ValueError, match="does not answer like the Keras model"):
+        kala.export_model(adding_model(), tmp_path, "adding", example_inputs=nan_inputs)
+    assert os.listdir(tmp_path / "adding") == []
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "../up", ".hidden", "with space"])
+def test_bad_model_names_raise_value_error(tmp_path, name):
+    with pytest.raises(ValueError, match="model_name"):
+        kala.export_model(adding_model(), tmp_path, name)
+
+
+@pytest.mark.parametrize("make_model, inputs", [
+    (adding_model, np.random.default_rng(1).uniform(size=(3, 23, 2)).astype(np.float32)),
+    (copy_model, np.random.default_rng(1).integers(0, 10, size=(3, 17)).astype(np.int32)),
+])
+def test_serving_default_answers_like_keras_in_a_fresh_process(tmp_path, make_model, inputs):
+    model = make_model()
+    version = kala.export_model(model, tmp_path, "model")
+    inputs_path = tmp_path / "inputs.npy"
+    np.save(inputs_path, inputs)
+    process = run_python(["-c", FRESH_LOAD, version, str(inputs_path)])
+    assert process.returncode == 0, process.stderr[-2000:]
+    answer = json.loads(process.stdout.strip().splitlines()[-1])
+    assert answer["input"] == model.inputs[0].name
+    (output_name,) = model.output_names
+    np.testing.assert_allclose(np.array(answer["outputs"][output_name]), model(inputs),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_the_signature_has_named_typed_inputs_with_dynamic_batch_and_time(tmp_path):
+    version = kala.export_model(copy_model(), tmp_path, "copy")
+    signature = tf.saved_model.load(version).signatures["serving_default"]
+    (spec,) = signature.structured_input_signature[1].values()
+    assert spec.name == "symbols" and spec.dtype == tf.int32
+    assert spec.shape.as_list() == [None, None]
+    assert list(signature.structured_outputs) == ["probabilities"]
+
+
+def test_exports_contain_no_cudnn_ops_and_the_check_finds_them(tmp_path):
+    version = kala.export_model(adding_model(cell="gru"), tmp_path, "gru")
+    assert export.cudnn_ops(version) == []
+
+    # A graph that calls cuDNN can be traced and saved on a CPU; only running it needs a GPU.
+    class CudnnModule(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([5, 2, 3], tf.float32)])
+        def serve(self, x):
+            h = tf.zeros([1, 2, 4])
+            output, *_ = tf.raw_ops.CudnnRNNV3(
+                input=x, input_h=h, input_c=h, params=tf.zeros([200]),
+                sequence_lengths=tf.fill([2], 5), rnn_mode="lstm")
+            return output
+
+    cudnn_dir = str(tmp_path / "cudnn")
+    tf.saved_model.save(CudnnModule(), cudnn_dir)
+    assert export.cudnn_ops(cudnn_dir) == ["CudnnRNNV3"]

@@ -1,0 +1,102 @@
+"""The recipes end to end, as a user runs them: `--smoke`, `--export`, `--help`, bad arguments."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import run_python
+from test_export import FRESH_LOAD
+
+RECIPES = {
+    # recipe: (result file of a smoke run, export name, a batch of 3 at a length never trained on)
+    "adding_problem": ("2016-lstm-T20-seed0-smoke.json",
+                       np.random.default_rng(0).uniform(size=(3, 37, 2)).astype(np.float32)),
+    "copy_memory": ("lstm-T5-seed0-smoke.json",
+                    np.random.default_rng(0).integers(0, 10, size=(3, 41)).astype(np.int32)),
+}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_smoke_run_trains_reports_and_exports(tmp_path, recipe):
+    result_file, inputs = RECIPES[recipe]
+    saved_models, results = tmp_path / "models", tmp_path / "results"
+    process = run_python([f"recipes/{recipe}.py", "--smoke", "--export",
+                          "--saved-models", str(saved_models), "--results", str(results)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    lines = process.stdout.strip().splitlines()
+    assert any(line.startswith("step ") for line in lines)  # Progress.
+    summary = next(line for line in lines if line.startswith(f"{recipe}: lstm "))
+    assert "solved" in summary.lower() and "baseline" in summary and " s" in summary
+
+    with open(results / recipe / result_file) as file:
+        result = json.load(file)
+    for key in ("solved", "sequences_seen", "metric", "baseline", "seconds"):
+        assert key in result
+    assert isinstance(result["solved"], bool)
+    assert (result["sequences_seen"] is None) == (not result["solved"])
+    assert result["config"]["smoke"] is True and result["steps"] == 20
+
+    version = saved_models / recipe / "1"
+    assert (version / "saved_model.pb").is_file()
+    assert os.listdir(saved_models / recipe) == ["1"]
+    inputs_path = tmp_path / "inputs.npy"
+    np.save(inputs_path, inputs)
+    served = run_python(["-c", FRESH_LOAD, str(version), str(inputs_path)])
+    assert served.returncode == 0, served.stderr[-3000:]
+    outputs = json.loads(served.stdout.strip().splitlines()[-1])["outputs"]
+    (answer,) = outputs.values()
+    expected_shape = (3, 1) if recipe == "adding_problem" else (3, 41, 10)
+    assert np.array(answer).shape == expected_shape
+    assert np.all(np.isfinite(answer))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_help_lists_the_flags(recipe):
+    process = run_python([f"recipes/{recipe}.py", "--help"])
+    assert process.returncode == 0
+    for flag in ("--cell", "--units", "--seq-len", "--steps", "--batch-size", "--learning-rate",
+                 "--seed", "--smoke", "--export", "--saved-models", "--results"):
+        assert flag in process.stdout
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--cell", "transformer"], "invalid choice: 'transformer'"),
+    (["--units", "0"], "expected a positive number, got '0'"),
+    (["--steps", "many"], "expected an integer, got 'many'"),
+    (["--learning-rate", "-1"], "expected a positive number"),
+    (["--seed", "-1"], "expected an integer >= 0"),
+    (["--seq-len", "1"], "seq_len=1"),  # Valid for argparse, refused by the task.
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_arguments_exit_2_with_one_line(arguments, message):
+    process = run_python(["recipes/adding_problem.py", *arguments])
+    assert process.returncode == 2
+    assert process.stdout == ""
+    # TensorFlow may log its start-up lines first; the recipe's own message is one line.
+    errors = [line for line in process.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in process.stderr
+
+
+def test_a_file_where_a_directory_belongs_exits_2(tmp_path):
+    not_a_directory = tmp_path / "results.txt"
+    not_a_directory.write_text("")
+    process = run_python(["recipes/copy_memory.py", "--smoke", "--results", str(not_a_directory)])
+    assert process.returncode == 2
+    assert "is a file, expected a directory" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_the_command_line_offers_exactly_the_library_cells():
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes"))
+    try:
+        import cli
+    finally:
+        sys.path.pop(0)
+    import kala
+
+    assert tuple(cli.CELLS) == tuple(kala.models.CELLS)
