@@ -25,7 +25,7 @@ RECIPE = "copy_memory"
 # Setup: the defaults live here, once; every field is also a command-line flag.
 @dataclasses.dataclass
 class Config(cli.RecipeConfig):
-    seq_len: int = dataclasses.field(default=20, metadata={
+    seq_len: int = dataclasses.field(default=10, metadata={
         "help": "T: the gap between the last symbol read and the delimiter, plus one"})
     embedding_dim: int = dataclasses.field(default=16, metadata={
         "help": "size of each symbol's embedding"})
