@@ -83,7 +83,9 @@ def _validate(directory, model, example_inputs):
     input_name = model.inputs[0].name
     answer = signature(**{input_name: tf.constant(example_inputs)})[model.output_names[0]]
     expected = model(example_inputs, training=False)
-    if not np.allclose(answer.numpy(), keras.ops.convert_to_numpy(expected), atol=1e-5):
+    # The tolerance catches wrong weights or wiring, not rounding: on a GPU the Keras model may
+    # run cuDNN (and TF32 matmuls) while the export runs the generic kernel.
+    if not np.allclose(answer.numpy(), keras.ops.convert_to_numpy(expected), rtol=1e-3, atol=1e-4):
         raise ValueError(f"The export in {directory} does not answer like the Keras model.")
 
 

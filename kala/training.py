@@ -241,14 +241,15 @@ class Trainer:
             self._save()
             report(loss, evaluated=True)
 
-        finished = lambda: (solved() and self.stop_when_solved) or self.step.numpy() >= self.steps
+        def finished(step):
+            return (solved() and self.stop_when_solved) or step >= self.steps
+
         try:
-            if not finished():
+            if not finished(start_step):
                 dataset = self.task.train_dataset(self.batch_size, self.seed, start=start_step)
                 losses = []
-                for inputs, targets in dataset:
+                for step, (inputs, targets) in enumerate(dataset, start=start_step + 1):
                     losses.append(self.train_step(inputs, targets))
-                    step = int(self.step.numpy())
                     due_eval = step % self.eval_every == 0 or step >= self.steps
                     if step % self.log_every == 0 or due_eval:
                         loss = float(tf.reduce_mean(losses))
@@ -260,7 +261,7 @@ class Trainer:
                             evaluate_now(loss)
                         else:
                             report(loss, evaluated=False)
-                    if finished():
+                    if finished(step):
                         break
             if np.isnan(self.last_metric.numpy()):
                 evaluate_now(float("nan"))

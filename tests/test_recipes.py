@@ -100,3 +100,35 @@ def test_the_command_line_offers_exactly_the_library_cells():
     import kala
 
     assert tuple(cli.CELLS) == tuple(kala.models.CELLS)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    command = [sys.executable, "recipes/adding_problem.py", "--smoke", "--steps", "3000",
+               "--eval-every", "20", "--results", str(tmp_path / "results"),
+               "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("step ") and int(line.split()[1].replace(",", "")) >= 60:
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "interrupted at step" in stderr and "run the same command to resume" in stderr
+    assert "Traceback" not in stderr
+
+    resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with open(tmp_path / "results" / "adding_problem" / "2016-lstm-T20-seed0-smoke.json") as file:
+        result = json.load(file)
+    assert result["resumed_from_step"] >= 60
+    assert result["history"][0]["step"] > result["resumed_from_step"]
+    assert result["steps"] == 3000 or result["solved"]
