@@ -15,39 +15,50 @@ import sys
 import keras
 import tensorflow as tf
 
-import kala
 import cli
+import kala
 
 
 class ProgressPrinter:
     """Shows training progress: a live bar on a terminal, a line per evaluation otherwise."""
 
-    def __init__(self, metric_name, baseline):
+    def __init__(self, metric_name, baseline, steps):
         self.metric_name = metric_name
         self.baseline = baseline
-        self.bar = None
         self.interactive = sys.stdout.isatty()
+        # Made now, when training starts, so that its time per step is right.
+        self.bar = keras.utils.Progbar(steps, stateful_metrics=[f"test_{metric_name}"])
 
     def __call__(self, progress):
         if self.interactive:
-            if self.bar is None:
-                self.bar = keras.utils.Progbar(progress.steps, stateful_metrics=["test"])
             values = [("loss", progress.loss)]
             if progress.metric is not None:
-                values.append(("test", progress.metric))
+                values.append((f"test_{self.metric_name}", progress.metric))
             self.bar.update(progress.step, values=values, finalize=progress.step >= progress.steps)
+        # On a terminal the bar shows every evaluation; print a line only for the one that solves.
         if progress.evaluated and (not self.interactive or progress.solved):
-            print(f"{'' if not self.interactive else chr(10)}step {progress.step:>6,}  "
-                  f"sequences {progress.sequences_seen:>9,}  loss {progress.loss:.4f}  "
-                  f"test {self.metric_name} {progress.metric:.4f} "
+            print(("\n" if self.interactive else "")
+                  + f"step {progress.step:>6,}  sequences {progress.sequences_seen:>9,}  "
+                  f"loss {progress.loss:.4f}  test {self.metric_name} {progress.metric:.4f} "
                   f"(baseline {self.baseline:.4f})  {progress.seconds:6.1f} s", flush=True)
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine():
     """What the run ran on, for results files."""
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
         "python": platform.python_version(),
@@ -112,7 +123,7 @@ def run_recipe(recipe, config, task, model, run_name):
     print(f"{recipe}: training {config.cell} ({model.count_params():,} parameters) on "
           f"{task.name} T={task.seq_len}; budget {config.steps:,} steps of {config.batch_size} "
           f"sequences; baseline {task.metric_name} {task.baseline:.4f}", flush=True)
-    printer = ProgressPrinter(task.metric_name, task.baseline)
+    printer = ProgressPrinter(task.metric_name, task.baseline, config.steps)
     try:
         with ctrl_c_between_steps() as ctrl_c_pressed:
             def on_progress(progress):
@@ -145,7 +156,6 @@ def run_recipe(recipe, config, task, model, run_name):
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "history": result.history,
     })
-    print(summary_line(recipe, config, result))
     print(f"result written to {path}")
 
     if config.export:
@@ -156,4 +166,5 @@ def run_recipe(recipe, config, task, model, run_name):
             cli.fail(f"export failed, nothing was published: {error}")
         print(f"exported to {version_dir} (signature serving_default, input "
               f"{model.inputs[0].name!r}, output {model.output_names[0]!r})")
+    print(summary_line(recipe, config, result))
     return result

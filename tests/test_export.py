@@ -9,21 +9,8 @@ import tensorflow as tf
 
 import kala
 from kala import export, tasks
-from conftest import run_python
+from conftest import FRESH_LOAD, run_python
 
-# Loads an export the way a server would: a fresh process that never imports kala.
-FRESH_LOAD = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-export_dir, inputs_path = sys.argv[1], sys.argv[2]
-signature = tf.saved_model.load(export_dir).signatures["serving_default"]
-inputs = np.load(inputs_path)
-(name,) = signature.structured_input_signature[1]
-outputs = {key: value.numpy().tolist() for key, value in signature(**{name: tf.constant(inputs)}).items()}
-assert "kala" not in sys.modules
-print(json.dumps({"input": name, "outputs": outputs}))
-"""
 
 
 def adding_model(seed=0, cell="lstm"):

@@ -2,12 +2,15 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import run_python
-from test_export import FRESH_LOAD
+import kala
+from conftest import FRESH_LOAD, ROOT, run_python
 
 RECIPES = {
     # recipe: (result file of a smoke run, export name, a batch of 3 at a length never trained on)
@@ -90,25 +93,15 @@ def test_a_file_where_a_directory_belongs_exits_2(tmp_path):
 
 
 def test_the_command_line_offers_exactly_the_library_cells():
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes"))
+    sys.path.insert(0, os.path.join(ROOT, "recipes"))
     try:
         import cli
     finally:
         sys.path.pop(0)
-    import kala
-
     assert tuple(cli.CELLS) == tuple(kala.models.CELLS)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     command = [sys.executable, "recipes/adding_problem.py", "--smoke", "--steps", "3000",
                "--eval-every", "20", "--results", str(tmp_path / "results"),
                "--checkpoint-dir", str(tmp_path / "checkpoints")]
