@@ -39,6 +39,7 @@ class Task(abc.ABC):
     head: str
     # None for regression, else the number of classes predicted at each output.
     num_classes = None
+    min_seq_len = 1
 
     def __init__(self, seq_len, *, test_size, test_batch_size=256, test_seed=0):
         _check_int("seq_len", seq_len, self.min_seq_len)
@@ -49,8 +50,6 @@ class Task(abc.ABC):
         self.test_size = int(test_size)
         self.test_batch_size = int(test_batch_size)
         self.test_seed = int(test_seed)
-
-    min_seq_len = 1
 
     # --- What a subclass defines. ------------------------------------------------------------
 
@@ -116,21 +115,6 @@ class Task(abc.ABC):
         rng = np.random.default_rng([int(seed), int(stream), int(index)])
         return self.make_batch(rng, int(batch_size))
 
-    def _dataset(self, seed, stream, indices, batch_size):
-        def load(index):
-            inputs, targets = tf.numpy_function(
-                lambda i: self.batch(seed, stream, i, batch_size),
-                [index],
-                [self.input_spec.dtype, self.target_spec.dtype],
-                stateful=False,
-            )
-            inputs.set_shape([batch_size, *self.input_spec.shape[1:]])
-            targets.set_shape([batch_size, *self.target_spec.shape[1:]])
-            return inputs, targets
-
-        # A sequential map: one batch takes well under a millisecond of NumPy.
-        return indices.map(load)
-
     def train_dataset(self, batch_size, seed=0, start=0):
         """An endless stream of fresh training batches; batch `i` is the `start + i`-th of `seed`.
 
@@ -139,12 +123,25 @@ class Task(abc.ABC):
         _check_int("batch_size", batch_size, 1)
         _check_int("seed", seed, 0)
         _check_int("start", start, 0)
-        indices = tf.data.Dataset.counter(start, dtype=tf.int64)
-        # With tf.data's autotuning on, deleting an endless iterator after a run stalled for up
-        # to 10 s in 8 of 24 trials (2-core CPU, TF 2.21); with it off, in none of 22.
+
+        def load(index):
+            inputs, targets = tf.numpy_function(
+                lambda i: self.batch(seed, TRAIN_STREAM, i, batch_size),
+                [index],
+                [self.input_spec.dtype, self.target_spec.dtype],
+                stateful=False,
+            )
+            inputs.set_shape([batch_size, *self.input_spec.shape[1:]])
+            targets.set_shape([batch_size, *self.target_spec.shape[1:]])
+            return inputs, targets
+
+        # A sequential map: one batch takes well under a millisecond of NumPy. With tf.data's
+        # autotuning on, deleting this endless iterator after a run stalled for up to 10 s in 8
+        # of 24 trials (2-core CPU, TF 2.21); with it off, in none of 22.
         options = tf.data.Options()
         options.autotune.enabled = False
-        return self._dataset(seed, TRAIN_STREAM, indices, batch_size).with_options(options)
+        counter = tf.data.Dataset.counter(start, dtype=tf.int64)
+        return counter.map(load).with_options(options)
 
     def test_dataset(self):
         """The fixed test split: `test_size` sequences drawn from `test_seed`, in batches."""
