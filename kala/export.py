@@ -25,13 +25,14 @@ from kala import models
 SIGNATURE = "serving_default"
 STAGING_PREFIX = ".staging-"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VERSION = re.compile(r"^[0-9]+$")
 
 
 def versions(model_dir):
     """The integer versions under a model directory, ascending (empty if it does not exist)."""
     if not os.path.isdir(model_dir):
         return []
-    return sorted(int(name) for name in os.listdir(model_dir) if name.isdigit())
+    return sorted(int(name) for name in os.listdir(model_dir) if _VERSION.match(name))
 
 
 def cudnn_ops(export_dir):
@@ -49,12 +50,17 @@ def cudnn_ops(export_dir):
 
 
 def _example_inputs(model, batch_size=3, length=7):
-    """A small batch that fits the model's input: random values, or token id 1 everywhere."""
+    """A small batch that fits the model's input: random values, or random token ids (never 0,
+    which may be padding) below the embedding's vocabulary size."""
     spec = model.inputs[0]
     shape = [batch_size, length, *spec.shape[2:]]
+    rng = np.random.default_rng(0)
     if "int" in str(spec.dtype):
-        return np.ones(shape, dtype=spec.dtype)
-    return np.random.default_rng(0).normal(size=shape).astype(spec.dtype)
+        embeddings = [layer for layer in model.layers
+                      if isinstance(layer, keras.layers.Embedding)]
+        vocab_size = embeddings[0].input_dim if embeddings else 2
+        return rng.integers(1, max(vocab_size, 2), size=shape).astype(spec.dtype)
+    return rng.normal(size=shape).astype(spec.dtype)
 
 
 def _write_saved_model(model, directory):
@@ -75,7 +81,9 @@ def _validate(directory, model, example_inputs):
     """Loads an export back and checks it answers like the Keras model, without cuDNN ops."""
     found = cudnn_ops(directory)
     if found:
-        raise ValueError(f"The export in {directory} uses cuDNN ops {found}; it would not serve on a CPU.")
+        raise ValueError(
+            f"The export in {directory} uses cuDNN ops {found}; it would not serve on a CPU."
+        )
     loaded = tf.saved_model.load(directory)
     if SIGNATURE not in loaded.signatures:
         raise ValueError(f"The export in {directory} has no {SIGNATURE!r} signature.")
@@ -87,6 +95,15 @@ def _validate(directory, model, example_inputs):
     # run cuDNN (and TF32 matmuls) while the export runs the generic kernel.
     if not np.allclose(answer.numpy(), keras.ops.convert_to_numpy(expected), rtol=1e-3, atol=1e-4):
         raise ValueError(f"The export in {directory} does not answer like the Keras model.")
+
+
+def check_model_name(model_name):
+    """Raises ValueError unless `model_name` can name a model directory for TF Serving."""
+    if not isinstance(model_name, str) or not _MODEL_NAME.match(model_name):
+        raise ValueError(
+            "`model_name` must start with a letter or digit and hold only letters, digits, "
+            f"'_', '.' and '-'. Received: model_name={model_name!r}"
+        )
 
 
 def export_model(model, base_path, model_name, example_inputs=None):
@@ -105,11 +122,7 @@ def export_model(model, base_path, model_name, example_inputs=None):
         ValueError: a bad `model_name`, or an export that fails its check (nothing is published).
         OSError: the base path cannot be written.
     """
-    if not isinstance(model_name, str) or not _MODEL_NAME.match(model_name):
-        raise ValueError(
-            "`model_name` must start with a letter or digit and hold only letters, digits, "
-            f"'_', '.' and '-'. Received: model_name={model_name!r}"
-        )
+    check_model_name(model_name)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(
             "`export_model` serves models with one input and one output. Received a model with "

@@ -8,6 +8,7 @@ This module imports nothing else from kala.
 """
 
 import keras
+import numpy as np
 
 CELLS = {
     "simple_rnn": keras.layers.SimpleRNN,
@@ -15,11 +16,10 @@ CELLS = {
     "gru": keras.layers.GRU,
 }
 HEADS = ("sequence", "steps")
-CUDNN_CHOICES = ("auto", False)
 
 
 def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_positive_int(name, value, allow_none=False):
@@ -79,7 +79,7 @@ def build_model(
     Raises:
         ValueError: an argument is outside the values listed above.
     """
-    if cell not in CELLS:
+    if not isinstance(cell, str) or cell not in CELLS:
         raise ValueError(
             f"Unknown `cell` {cell!r}. Valid cells: {', '.join(CELLS)}."
         )
@@ -113,19 +113,25 @@ def build_model(
             f"Received: num_classes={num_classes!r}"
         )
     _check_positive_int("output_units", output_units)
-    if use_cudnn not in CUDNN_CHOICES:
+    if not (use_cudnn == "auto" or use_cudnn is False):
         raise ValueError(
             f"`use_cudnn` must be 'auto' or False. Received: use_cudnn={use_cudnn!r}"
         )
 
+    # Keras wants Python integers; NumPy ones are accepted above.
+    units, num_layers, embedding_dim, output_units = (
+        int(units), int(num_layers), int(embedding_dim), int(output_units))
+    if num_classes is not None:
+        num_classes = int(num_classes)
+
     if vocab_size is not None:
         inputs = keras.Input(shape=(None,), dtype="int32", name=input_name or "tokens")
         x = keras.layers.Embedding(
-            vocab_size, embedding_dim, mask_zero=bool(mask_padding), name="embedding"
+            int(vocab_size), embedding_dim, mask_zero=bool(mask_padding), name="embedding"
         )(inputs)
     else:
         inputs = keras.Input(
-            shape=(None, input_features), dtype="float32", name=input_name or "sequence"
+            shape=(None, int(input_features)), dtype="float32", name=input_name or "sequence"
         )
         x = inputs
 

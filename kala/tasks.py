@@ -4,8 +4,9 @@ Each task is a generator of `(inputs, targets)` batches plus the rules to score 
 train on, a metric with a success criterion, and the score of a trivial model that remembers
 nothing (the baseline to beat).
 
-Batches are pure functions of `(seed, stream, index)`: batch 7 of seed 0 is the same array on every
-machine and every run. Training draws fresh sequences forever (online, as in the papers), the test
+Batches are pure functions of `(seed, stream, index)`: batch 7 of seed 0 is the same array in every
+run (and on every machine with the same NumPy: NumPy does not promise its random streams across
+versions). Training draws fresh sequences forever (online, as in the papers), the test
 split is a fixed stream, and a resumed run picks up exactly the batches it would have seen.
 
 This module imports nothing else from kala.
@@ -170,8 +171,10 @@ class AddingProblem(Task):
       X2 among the first T/2 steps, the first and last steps marked -1 when not marked 1, target
       0.5 + (X1 + X2) / 4. A sequence is wrong when |error| >= 0.04; the metric is the fraction
       of test sequences that are wrong, the baseline is that fraction for a constant 0.5, and the
-      task counts as solved when at most 1% are wrong (the paper's runs ended with 0 or 1 wrong of
-      2,560).
+      task counts as solved when fewer than 1% are wrong (the paper's runs ended with 0 or 1
+      wrong of 2,560). The paper says "in the rare case where the first pair of the sequence gets
+      marked, we set X1 to zero"; kala reads this as: the value of a marked first pair is zero,
+      whichever of the two marks it took (X2 can land there too, in about 2% of sequences).
 
     Inputs have two features per step, `[value, marker]`. In the 1997 definition every sequence
     of a batch shares one length, drawn per batch (with batch size 1, the paper's online setup).

@@ -31,7 +31,7 @@ class Progress:
     step: int
     steps: int
     sequences_seen: int
-    loss: float  # Mean training loss since the previous report.
+    loss: float | None  # Mean training loss since the previous report; None if no step ran.
     metric: float | None  # The latest test metric, None before the first evaluation.
     evaluated: bool  # Whether `metric` was computed at this step.
     solved: bool
@@ -83,7 +83,8 @@ class Trainer:
                             ("eval_every", eval_every), ("log_every", log_every)]:
             _check(name, value, isinstance(value, int) and not isinstance(value, bool)
                    and value >= 1, "a positive integer")
-        _check("seed", seed, isinstance(seed, int) and seed >= 0, "an integer >= 0")
+        _check("seed", seed, isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+               "an integer >= 0")
         for name, value in [("learning_rate", learning_rate), ("clipnorm", clipnorm)]:
             _check(name, value, isinstance(value, (int, float)) and np.isfinite(value)
                    and value > 0, "a positive number")
@@ -163,15 +164,18 @@ class Trainer:
                     f"unreadable ({error.message}). Restore them, or use another checkpoint "
                     "directory to start afresh."
                 ) from None
-        os.makedirs(directory, exist_ok=True)
-        temporary = run_file + ".tmp"
-        with open(temporary, "w") as file:
-            json.dump(self.config, file, indent=2)
-        os.replace(temporary, run_file)
 
     def _save(self):
-        if self.manager is not None:
-            self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if self.manager is None:
+            return
+        # The settings go beside the checkpoint, so that a resume with others is refused.
+        directory = self.manager.directory
+        os.makedirs(directory, exist_ok=True)
+        run_file = os.path.join(directory, RUN_FILE)
+        with open(run_file + ".tmp", "w") as file:
+            json.dump(self.config, file, indent=2)
+        os.replace(run_file + ".tmp", run_file)
+        self.manager.save(checkpoint_number=int(self.step.numpy()))
 
     # --- The steps. --------------------------------------------------------------------------
 
@@ -264,7 +268,7 @@ class Trainer:
                     if finished(step):
                         break
             if np.isnan(self.last_metric.numpy()):
-                evaluate_now(float("nan"))
+                evaluate_now(None)  # A resumed run with no step left, never evaluated.
         except KeyboardInterrupt:
             self.elapsed.assign(seconds())
             self._save()

@@ -120,6 +120,30 @@ def parse_config(config_class, description, argv=None, smoke=None):
     return config
 
 
+# Settings that say where output goes, not how the model trains.
+OUTPUT_SETTINGS = ("smoke", "export", "saved_models", "model_name", "results", "checkpoint_dir",
+                   "logdir")
+
+
+def run_name(config, smoke, named):
+    """The name of a run's results file: the settings in `named` (e.g. cell, seq_len, seed),
+    then every other training setting that differs from its default, so that one run never
+    overwrites another's results; `-smoke` for smoke runs."""
+    formats = {"seq_len": "T{}", "seed": "seed{}"}
+    parts = [formats.get(name, "{}").format(getattr(config, name)) for name in named]
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    if config.smoke:
+        defaults.update(smoke)
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name not in named and field.name not in OUTPUT_SETTINGS \
+                and value != defaults[field.name]:
+            parts.append(f"{field.name}{value}")
+    if config.smoke:
+        parts.append("smoke")
+    return "-".join(parts)
+
+
 @contextlib.contextmanager
 def bad_arguments_exit():
     """Turns a library `ValueError` raised while setting up into a one-line exit with code 2."""

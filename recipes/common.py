@@ -31,15 +31,16 @@ class ProgressPrinter:
 
     def __call__(self, progress):
         if self.interactive:
-            values = [("loss", progress.loss)]
+            values = [("loss", progress.loss)] if progress.loss is not None else []
             if progress.metric is not None:
                 values.append((f"test_{self.metric_name}", progress.metric))
             self.bar.update(progress.step, values=values, finalize=progress.step >= progress.steps)
         # On a terminal the bar shows every evaluation; print a line only for the one that solves.
         if progress.evaluated and (not self.interactive or progress.solved):
+            loss = "  -   " if progress.loss is None else f"{progress.loss:.4f}"
             print(("\n" if self.interactive else "")
                   + f"step {progress.step:>6,}  sequences {progress.sequences_seen:>9,}  "
-                  f"loss {progress.loss:.4f}  test {self.metric_name} {progress.metric:.4f} "
+                  f"loss {loss}  test {self.metric_name} {progress.metric:.4f} "
                   f"(baseline {self.baseline:.4f})  {progress.seconds:6.1f} s", flush=True)
 
 
@@ -114,6 +115,13 @@ def run_recipe(recipe, config, task, model, run_name):
     """Trains `model` on `task` as `config` says, prints progress and the summary, writes the
     JSON result into `config.results/recipe/run_name.json`, and exports under `--export`."""
     with cli.bad_arguments_exit():
+        if config.export:
+            # Refuse a bad name or an unwritable path now, not after the training.
+            kala.export.check_model_name(config.model_name or recipe)
+            try:
+                os.makedirs(config.saved_models, exist_ok=True)
+            except OSError as error:
+                raise ValueError(f"--saved-models {config.saved_models}: {error.strerror}")
         trainer = kala.Trainer(
             model, task, steps=config.steps, batch_size=config.batch_size,
             learning_rate=config.learning_rate, clipnorm=config.clipnorm, seed=config.seed,

@@ -54,12 +54,13 @@ def main(argv=None):
                                  **task.model_options, name=f"{RECIPE}_{config.cell}")
 
     # Train: until the cross-entropy falls below 1% of the baseline, or the budget is spent.
-    run_name = f"{config.cell}-T{config.seq_len}-seed{config.seed}"
-    common.run_recipe(RECIPE, config, task, model, run_name + ("-smoke" if config.smoke else ""))
+    run_name = cli.run_name(config, SMOKE, ["cell", "seq_len", "seed"])
+    common.run_recipe(RECIPE, config, task, model, run_name)
 
     # What you should see: the loss falls quickly to the baseline (the network learns to write
-    # blanks and then to guess), stays there while nothing ties the output to the input, and
-    # then, for a network that can hold the symbols across the gap, falls towards zero.
+    # blanks and then to guess) and stays there while nothing ties the output to the input. With
+    # the defaults the LSTM then gets below it, to about half the baseline (0.33 against 0.69
+    # nats) in 3,000 steps, without solving the task; the SimpleRNN stays at the baseline.
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ def test_padding_is_masked_for_token_inputs(cell, seeded):
     assert not np.allclose(unmasked(sequence), unmasked(padded), atol=1e-6)
 
 
+def test_numpy_integers_are_accepted_as_sizes():
+    model = kala.build_model("gru", np.int64(4), input_features=np.int64(2))
+    assert model.layers[1].units == 4
+
+
 def test_stacked_bidirectional_with_dropout():
     model = kala.build_model("lstm", 5, input_features=2, num_layers=3, bidirectional=True,
                              dropout_rate=0.25, head="steps", output_units=4)
@@ -113,6 +118,8 @@ def test_without_cudnn_keeps_weights_and_answers(seeded):
     (dict(input_features=2, head="tree"), "head='tree'"),
     (dict(input_features=2, num_classes=1), "num_classes=1"),
     (dict(input_features=2, use_cudnn=True), "use_cudnn=True"),
+    (dict(input_features=2, use_cudnn=0), "use_cudnn=0"),
+    (dict(cell=["lstm"], input_features=2), "Unknown `cell` ['lstm']"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(arguments, message):
     with pytest.raises(ValueError) as error:

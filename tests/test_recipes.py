@@ -30,11 +30,14 @@ def test_smoke_run_trains_reports_and_exports(tmp_path, recipe):
     assert process.returncode == 0, process.stderr[-3000:]
     lines = process.stdout.strip().splitlines()
     assert any(line.startswith("step ") for line in lines)  # Progress.
-    summary = next(line for line in lines if line.startswith(f"{recipe}: lstm "))
-    assert "solved" in summary.lower() and "baseline" in summary and " s" in summary
+    summary = lines[-1]  # The run ends with its one-line summary.
+    assert summary.startswith(f"{recipe}: lstm ") and "baseline" in summary
 
     with open(results / recipe / result_file) as file:
         result = json.load(file)
+    assert ("SOLVED after" in summary) == result["solved"]
+    assert ("NOT solved within 160 sequences" in summary) == (not result["solved"])
+    assert summary.endswith(f"; {result['seconds']:.0f} s")
     for key in ("solved", "sequences_seen", "metric", "baseline", "seconds"):
         assert key in result
     assert isinstance(result["solved"], bool)
@@ -72,6 +75,7 @@ def test_help_lists_the_flags(recipe):
     (["--seed", "-1"], "expected an integer >= 0"),
     (["--seq-len", "1"], "seq_len=1"),  # Valid for argparse, refused by the task.
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--export", "--model-name", "a/b"], "model_name='a/b'"),  # Refused before training.
 ])
 def test_bad_arguments_exit_2_with_one_line(arguments, message):
     process = run_python(["recipes/adding_problem.py", *arguments])
@@ -120,8 +124,29 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
     resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    with open(tmp_path / "results" / "adding_problem" / "2016-lstm-T20-seed0-smoke.json") as file:
+    result_file = "2016-lstm-T20-seed0-steps3000-eval_every20-smoke.json"
+    with open(tmp_path / "results" / "adding_problem" / result_file) as file:
         result = json.load(file)
     assert result["resumed_from_step"] >= 60
     assert result["history"][0]["step"] > result["resumed_from_step"]
     assert result["steps"] == 3000 or result["solved"]
+
+
+def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
+    sys.path.insert(0, os.path.join(ROOT, "recipes"))
+    try:
+        import adding_problem
+        import cli
+    finally:
+        sys.path.pop(0)
+
+    def name(*flags):
+        config = cli.parse_config(adding_problem.Config, "", list(flags), adding_problem.SMOKE)
+        return cli.run_name(config, adding_problem.SMOKE, ["definition", "cell", "seq_len", "seed"])
+
+    assert name() == "2016-lstm-T100-seed0"
+    assert name("--seed", "2", "--cell", "gru", "--export") == "2016-gru-T100-seed2"
+    assert name("--units", "32", "--learning-rate", "0.001") == (
+        "2016-lstm-T100-seed0-units32-learning_rate0.001")
+    assert name("--smoke") == "2016-lstm-T20-seed0-smoke"
+    assert name("--smoke", "--steps", "3000") == "2016-lstm-T20-seed0-steps3000-smoke"

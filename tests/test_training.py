@@ -118,6 +118,9 @@ def test_missing_checkpoint_files_are_an_error_not_a_fresh_start(tmp_path):
 
 def test_resuming_with_other_settings_is_an_error(tmp_path):
     task = small_adding()
+    # A trainer that never runs leaves nothing behind to refuse other settings with.
+    kala.Trainer(new_model(task, 0), task, steps=10, batch_size=4, checkpoint_dir=tmp_path)
+    assert not os.path.exists(tmp_path / "kala_run.json")
     kala.train(new_model(task, 0), task, steps=10, batch_size=8, eval_every=10,
                checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="batch_size: saved 8, now 16"):
@@ -144,6 +147,7 @@ def test_tensorboard_scalars_are_written(tmp_path):
     (dict(steps=10, learning_rate=0.0), "learning_rate=0.0"),
     (dict(steps=10, clipnorm=float("nan")), "clipnorm=nan"),
     (dict(steps=10, seed=-2), "seed=-2"),
+    (dict(steps=10, seed=True), "seed=True"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(options, message):
     task = small_adding()
