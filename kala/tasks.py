@@ -327,3 +327,114 @@ class CopyMemory(Task):
 
     def metric(self, targets, predictions):
         return tf.reduce_mean(self._cross_entropy(targets, predictions), axis=-1)
+
+
+class LongGap(Task):
+    """The essay's own example: "I grew up in France … I speak fluent French".
+
+    A sequence of words says where someone grew up, then `gap` words of other text follow, then
+    "i speak fluent"; the model must name the language that goes with the country. With a small
+    gap this is the essay's "the clouds are in the sky" case; as the gap grows, the country sits
+    further and further from where it is needed. The metric is the fraction of test sequences
+    whose language is wrong; guessing scores 1 - 1/8 (eight countries), the baseline, and the
+    task counts as solved below 5%.
+
+    `filler` chooses the text in the gap:
+    - `"words"`: words drawn independently from a filler vocabulary;
+    - `"distractors"`: short sentences from the same vocabulary, among which some say
+      "we visited <another country> ." — a model that simply keeps the last country it read
+      answers wrong.
+
+    Token ids: 0 is padding (unused here), then the sentence words, the countries, the
+    languages and the filler words; `vocabulary` lists them, so `vocabulary[id]` is the word.
+    """
+
+    name = "long_gap"
+    metric_name = "error_rate"
+    head = "sequence"
+    countries = ("france", "spain", "germany", "italy", "japan", "china", "russia", "brazil")
+    languages = ("french", "spanish", "german", "italian", "japanese", "chinese", "russian",
+                 "portuguese")
+    frame = ("i", "grew", "up", "in", ".", "speak", "fluent", "we", "visited")
+    filler_words = (
+        "the", "a", "weather", "was", "nice", "and", "my", "friends", "walked", "to", "school",
+        "every", "day", "it", "rained", "often", "she", "he", "they", "liked", "music", "cats",
+        "dogs", "trains", "sometimes", "read", "books", "about", "history", "sea", "old", "new",
+    )
+    fillers = ("words", "distractors")
+    num_classes = len(languages)
+
+    def __init__(self, gap=10, *, filler="distractors", test_size=1024, test_batch_size=256,
+                 test_seed=0):
+        if filler not in self.fillers:
+            raise ValueError(
+                f"`filler` must be one of {', '.join(self.fillers)}. Received: filler={filler!r}"
+            )
+        self.filler = filler
+        super().__init__(gap, test_size=test_size, test_batch_size=test_batch_size,
+                         test_seed=test_seed)
+        self.vocabulary = ("<pad>", *self.frame, *self.countries, *self.languages,
+                           *self.filler_words)
+        self.vocab_size = len(self.vocabulary)
+        self._ids = {word: index for index, word in enumerate(self.vocabulary)}
+        self.success_threshold = 0.05
+
+    @property
+    def gap(self):
+        return self.seq_len
+
+    def config(self):
+        return {**super().config(), "filler": self.filler}
+
+    @property
+    def input_spec(self):
+        return tf.TensorSpec([None, None], tf.int32, name="tokens")
+
+    @property
+    def target_spec(self):
+        return tf.TensorSpec([None], tf.int32, name="language")
+
+    @property
+    def baseline(self):
+        return 1.0 - 1.0 / len(self.languages)
+
+    def ids(self, words):
+        """Token ids of a sentence given as a string of words separated by spaces."""
+        return [self._ids[word] for word in words.split()]
+
+    def _filler(self, rng, country):
+        """`gap` filler token ids, never mentioning `country` itself."""
+        words = self._ids
+        filler_ids = np.array([words[word] for word in self.filler_words])
+        if self.filler == "words":
+            return filler_ids[rng.integers(0, len(filler_ids), size=self.gap)]
+        # Sentences of 4 to 8 words; about one in three is "we visited <another country> .".
+        tokens = []
+        while len(tokens) < self.gap:
+            if rng.random() < 1 / 3:
+                other = rng.choice([c for c in range(len(self.countries)) if c != country])
+                tokens += [words["we"], words["visited"], words[self.countries[other]], words["."]]
+            else:
+                length = int(rng.integers(3, 8))
+                tokens += list(filler_ids[rng.integers(0, len(filler_ids), size=length)])
+                tokens.append(words["."])
+        return np.array(tokens[:self.gap])
+
+    def make_batch(self, rng, batch_size):
+        start = self.ids("i grew up in")
+        end = self.ids("i speak fluent")
+        length = len(start) + 2 + self.gap + len(end)
+        inputs = np.zeros((batch_size, length), dtype=np.int32)
+        targets = rng.integers(0, len(self.countries), size=batch_size)
+        for row, country in enumerate(targets):
+            inputs[row] = [*start, self._ids[self.countries[country]], self._ids["."],
+                           *self._filler(rng, country), *end]
+        return inputs, targets.astype(np.int32)
+
+    def loss(self, targets, predictions):
+        return tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(targets, predictions))
+
+    def metric(self, targets, predictions):
+        guesses = tf.argmax(predictions, axis=-1, output_type=tf.int32)
+        return tf.cast(tf.not_equal(guesses, targets), tf.float32)

@@ -113,12 +113,50 @@ def test_copy_memory_baseline_is_the_score_of_a_memoryless_model():
     assert task.is_solved(0.009 * task.baseline) and not task.is_solved(0.02 * task.baseline)
 
 
+# --- The long-gap language task. ---------------------------------------------------------------
+
+@pytest.mark.parametrize("filler", ["words", "distractors"])
+def test_long_gap_sentences_say_where_and_ask_for_the_language(filler):
+    gap = 25
+    task = tasks.LongGap(gap, filler=filler)
+    countries = {task.ids(country)[0]: index for index, country in enumerate(task.countries)}
+    for inputs, targets in batches(task, count=5):
+        assert inputs.shape == (64, 4 + 2 + gap + 3) and targets.shape == (64,)
+        for row, target in zip(inputs, targets):
+            words = [task.vocabulary[token] for token in row]
+            assert words[:4] == ["i", "grew", "up", "in"] and words[5] == "."
+            assert words[-3:] == ["i", "speak", "fluent"]
+            assert countries[row[4]] == target  # The language is the country's.
+            in_gap = [countries[token] for token in row[6:-3] if token in countries]
+            assert target not in in_gap  # The gap never names the true country again.
+            if filler == "words":
+                assert in_gap == []
+    if filler == "distractors":
+        # Some gaps mention other countries: "we visited <country> .".
+        inputs, _ = task.batch(0, tasks.TRAIN_STREAM, 0, 64)
+        mentions = np.isin(inputs[:, 6:-3], list(countries)).sum()
+        assert mentions > 10
+
+
+def test_long_gap_scores_wrong_languages_against_chance():
+    task = tasks.LongGap(5)
+    targets = tf.constant([0, 3, 7])
+    predictions = tf.one_hot([0, 3, 1], 8)
+    np.testing.assert_array_equal(task.metric(targets, predictions).numpy(), [0.0, 0.0, 1.0])
+    assert task.baseline == pytest.approx(7 / 8)
+    assert task.is_solved(0.04) and not task.is_solved(0.05)
+    assert task.model_options == {"head": "sequence", "input_name": "tokens",
+                                  "vocab_size": len(task.vocabulary), "num_classes": 8}
+
+
 # --- What every task shares. -------------------------------------------------------------------
 
 ALL_TASKS = [
     lambda **options: tasks.AddingProblem(40, **options),
     lambda **options: tasks.AddingProblem(40, definition="1997", **options),
     lambda **options: tasks.CopyMemory(12, **options),
+    lambda **options: tasks.LongGap(15, **options),
+    lambda **options: tasks.LongGap(15, filler="words", **options),
 ]
 
 
@@ -170,6 +208,8 @@ def test_test_split_is_fixed_and_sized(make_task):
     (lambda: tasks.AddingProblem(100, definition="1998"), "definition='1998'"),
     (lambda: tasks.CopyMemory(2.5), "seq_len=2.5"),
     (lambda: tasks.CopyMemory(10, test_size=0), "test_size=0"),
+    (lambda: tasks.LongGap(0), "seq_len=0"),
+    (lambda: tasks.LongGap(10, filler="noise"), "filler='noise'"),
 ])
 def test_bad_task_arguments_raise_value_error_naming_them(make_task, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):
