@@ -114,7 +114,7 @@ def parse_config(config_class, description, argv=None, smoke=None):
     values.update(given)
     config = config_class(**values)
     for name in ("results", "saved_models", "checkpoint_dir", "logdir"):
-        path = getattr(config, name)
+        path = getattr(config, name, "")
         if path and os.path.exists(path) and not os.path.isdir(path):
             fail(f"--{name.replace('_', '-')} {path} is a file, expected a directory")
     return config

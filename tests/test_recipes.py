@@ -150,3 +150,34 @@ def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
         "2016-lstm-T100-seed0-units32-learning_rate0.001")
     assert name("--smoke") == "2016-lstm-T20-seed0-smoke"
     assert name("--smoke", "--steps", "3000") == "2016-lstm-T20-seed0-steps3000-smoke"
+
+
+@pytest.mark.parametrize("task", ["long_gap", "copy"])
+def test_long_gap_smoke_sweep_writes_its_summary(tmp_path, task):
+    process = run_python(["recipes/long_gap.py", "--smoke", "--task", task,
+                          "--results", str(tmp_path)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    out = tmp_path / "long_gap"
+    with open(out / "summary.json") as file:
+        summary = json.load(file)
+    assert summary["config"]["task"] == task
+    assert [(run["cell"], run["gap"]) for run in summary["runs"]] == [
+        ("simple_rnn", 2), ("lstm", 2), ("simple_rnn", 4), ("lstm", 4)]
+    for run in summary["runs"]:
+        for key in ("cell", "gap", "seed", "solved", "sequences_seen", "metric", "baseline",
+                    "seconds"):
+            assert key in run
+        assert (run["sequences_seen"] is None) == (not run["solved"])
+    table = (out / "summary.md").read_text()
+    assert table.count("\n") == 2 + 4 and "| lstm | 4 |" in table
+    assert (out / "long_gap.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--cells", "lstm,transformer"], "unknown transformer"),
+    (["--gaps", "10,many"], "--gaps expects comma-separated int values"),
+])
+def test_long_gap_bad_arguments_exit_2(arguments, message):
+    process = run_python(["recipes/long_gap.py", *arguments])
+    assert process.returncode == 2 and message in process.stderr
+    assert "Traceback" not in process.stderr
