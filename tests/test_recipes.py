@@ -181,3 +181,17 @@ def test_long_gap_bad_arguments_exit_2(arguments, message):
     process = run_python(["recipes/long_gap.py", *arguments])
     assert process.returncode == 2 and message in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
+    process = run_python(["recipes/vanishing_gradients.py", "--smoke", "--results", str(tmp_path)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    with open(tmp_path / "vanishing_gradients" / "gradients.json") as file:
+        measured = json.load(file)
+    assert measured["distance"] == list(range(10))
+    assert set(measured["cells"]) == {"simple_rnn", "lstm"}
+    for curves in measured["cells"].values():
+        assert len(curves["initial"]) == len(curves["trained"]) == 10
+        assert all(value > 0 for value in curves["initial"])
+        assert curves["initial"] != curves["trained"]  # Training changed the weights.
+    assert (tmp_path / "vanishing_gradients" / "gradients.png").stat().st_size > 10_000
