@@ -128,6 +128,10 @@ class Trainer:
         signature = [task.input_spec, task.target_spec]
         self.train_step = tf.function(self._train_step, input_signature=signature)
         self.eval_step = tf.function(self._eval_step, input_signature=signature)
+        # Each Trainer traces its steps once. TensorFlow counts traces by code object, so a
+        # sweep that makes many Trainers would be warned of "retracing" that is not happening.
+        for step_function in (self.train_step, self.eval_step):
+            step_function._omit_frequent_tracing_warning = True
 
     # --- Checkpoints. ------------------------------------------------------------------------
 
