@@ -8,7 +8,9 @@ the adding problem (T = 100) this recipe measures ‖∂loss/∂x_t‖, averaged
 sequences, against the distance T − t, for a SimpleRNN and an LSTM, at initialization and after
 training with the adding recipe's settings.
 
-Work in progress (issue 3): the README does not quote this recipe yet.
+The README shows one run (seed 0): the untrained LSTM's gradient fades faster than the untrained
+SimpleRNN's, and after training the LSTM's reaches back across the whole sequence while the
+SimpleRNN's vanishes.
 
 Run it:
     python recipes/vanishing_gradients.py            # results/vanishing_gradients/
