@@ -120,6 +120,16 @@ def parse_config(config_class, description, argv=None, smoke=None):
     return config
 
 
+def parse_cells(text):
+    """The cells named in a comma-separated `--cells` value; an unknown one ends the run."""
+    cells = [cell.strip() for cell in text.split(",") if cell.strip()]
+    unknown = [cell for cell in cells if cell not in CELLS]
+    if unknown or not cells:
+        fail(f"--cells: unknown {', '.join(unknown) or '(none given)'}; "
+             f"valid cells: {', '.join(CELLS)}")
+    return cells
+
+
 # Settings that say where output goes, not how the model trains.
 OUTPUT_SETTINGS = ("smoke", "export", "saved_models", "model_name", "results", "checkpoint_dir",
                    "logdir")

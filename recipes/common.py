@@ -68,6 +68,27 @@ def machine():
     }
 
 
+def new_figure(size):
+    """A matplotlib figure and axes, drawn off-screen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot.subplots(figsize=size)
+
+
+def save_figure(figure, path):
+    """Saves a figure as PNG under a temporary name, then renames (as `write_json`), and closes it."""
+    from matplotlib import pyplot
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}.png"
+    figure.savefig(temporary, dpi=120)
+    pyplot.close(figure)
+    os.replace(temporary, path)
+
+
 def write_json(path, payload):
     """Writes JSON to a temporary name, then renames: a reader sees the old file or the new one."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

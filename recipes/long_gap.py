@@ -123,12 +123,9 @@ def markdown(table, metric_name):
 
 def plot(table, path, title):
     """Success rate against the gap (log axis), one line per cell."""
-    import matplotlib
+    import common
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(6, 4))
+    figure, axes = common.new_figure((6, 4))
     for cell in dict.fromkeys(row["cell"] for row in table):
         points = sorted((row["gap"], row["success_rate"]) for row in table if row["cell"] == cell)
         axes.plot(*zip(*points), marker="o", label=cell)
@@ -139,19 +136,13 @@ def plot(table, path, title):
     axes.set_title(title)
     axes.legend()
     figure.tight_layout()
-    temporary = path + ".tmp.png"
-    figure.savefig(temporary, dpi=120)
-    pyplot.close(figure)
-    os.replace(temporary, path)
+    common.save_figure(figure, path)
 
 
 def main(argv=None):
     config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
-    cells = parse_list(config.cells, str, "cells")
+    cells = cli.parse_cells(config.cells)
     gaps = parse_list(config.gaps, int, "gaps")
-    unknown = [cell for cell in cells if cell not in cli.CELLS]
-    if unknown:
-        cli.fail(f"--cells: unknown {', '.join(unknown)}; valid cells: {', '.join(cli.CELLS)}")
     # TensorFlow takes seconds to import: load it once the arguments are known to be good.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras

@@ -58,12 +58,10 @@ def gradient_by_distance(model, task, inputs, targets):
 
 
 def plot(measured, path, seq_len):
-    import matplotlib
+    """The gradient norm against the distance (log axis): dashed initial, solid trained."""
+    import common
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(6.5, 4))
+    figure, axes = common.new_figure((6.5, 4))
     for index, (cell, curves) in enumerate(measured.items()):
         color = f"C{index}"
         axes.plot(curves["initial"], color=color, linestyle="--", label=f"{cell}, initial")
@@ -74,19 +72,12 @@ def plot(measured, path, seq_len):
     axes.set_title(f"Gradient reaching back into an adding-problem sequence (T = {seq_len})")
     axes.legend()
     figure.tight_layout()
-    temporary = path + ".tmp.png"
-    figure.savefig(temporary, dpi=120)
-    pyplot.close(figure)
-    os.replace(temporary, path)
+    common.save_figure(figure, path)
 
 
 def main(argv=None):
     config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
-    cells = [cell for cell in config.cells.split(",") if cell]
-    unknown = [cell for cell in cells if cell not in cli.CELLS]
-    if unknown or not cells:
-        cli.fail(f"--cells: unknown {', '.join(unknown) or '(none given)'}; "
-                 f"valid cells: {', '.join(cli.CELLS)}")
+    cells = cli.parse_cells(config.cells)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
