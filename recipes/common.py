@@ -79,9 +79,11 @@ def new_figure(size):
 
 
 def save_figure(figure, path):
-    """Saves a figure as PNG under a temporary name, then renames (as `write_json`), and closes it."""
+    """Lays out a figure, saves it as PNG under a temporary name, then renames (as `write_json`),
+    and closes it."""
     from matplotlib import pyplot
 
+    figure.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}.png"
     figure.savefig(temporary, dpi=120)

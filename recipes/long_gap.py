@@ -135,7 +135,6 @@ def plot(table, path, title):
     axes.set_ylabel("share of seeds that solved the task")
     axes.set_title(title)
     axes.legend()
-    figure.tight_layout()
     common.save_figure(figure, path)
 
 

@@ -71,7 +71,6 @@ def plot(measured, path, seq_len):
     axes.set_ylabel("mean ‖∂loss/∂x_t‖")
     axes.set_title(f"Gradient reaching back into an adding-problem sequence (T = {seq_len})")
     axes.legend()
-    figure.tight_layout()
     common.save_figure(figure, path)
 
 
