@@ -377,6 +377,7 @@ class LongGap(Task):
                            *self.filler_words)
         self.vocab_size = len(self.vocabulary)
         self._ids = {word: index for index, word in enumerate(self.vocabulary)}
+        self._filler_ids = np.array(self.ids(" ".join(self.filler_words)))
         self.success_threshold = 0.05
 
     @property
@@ -404,8 +405,7 @@ class LongGap(Task):
 
     def _filler(self, rng, country):
         """`gap` filler token ids, never mentioning `country` itself."""
-        words = self._ids
-        filler_ids = np.array([words[word] for word in self.filler_words])
+        words, filler_ids = self._ids, self._filler_ids
         if self.filler == "words":
             return filler_ids[rng.integers(0, len(filler_ids), size=self.gap)]
         # Sentences of 4 to 8 words; about one in three is "we visited <another country> .".

@@ -176,9 +176,10 @@ class Trainer:
         directory = self.manager.directory
         os.makedirs(directory, exist_ok=True)
         run_file = os.path.join(directory, RUN_FILE)
-        with open(run_file + ".tmp", "w") as file:
-            json.dump(self.config, file, indent=2)
-        os.replace(run_file + ".tmp", run_file)
+        if not os.path.exists(run_file):  # An existing one was checked equal when restoring.
+            with open(run_file + ".tmp", "w") as file:
+                json.dump(self.config, file, indent=2)
+            os.replace(run_file + ".tmp", run_file)
         self.manager.save(checkpoint_number=int(self.step.numpy()))
 
     # --- The steps. --------------------------------------------------------------------------

@@ -120,13 +120,23 @@ def parse_config(config_class, description, argv=None, smoke=None):
     return config
 
 
+def parse_list(text, kind, flag):
+    """The values of a comma-separated flag, converted by `kind`; a bad one ends the run."""
+    try:
+        values = [kind(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError:
+        fail(f"--{flag} expects comma-separated {kind.__name__} values, got {text!r}")
+    if not values:
+        fail(f"--{flag} is empty")
+    return values
+
+
 def parse_cells(text):
     """The cells named in a comma-separated `--cells` value; an unknown one ends the run."""
-    cells = [cell.strip() for cell in text.split(",") if cell.strip()]
+    cells = parse_list(text, str, "cells")
     unknown = [cell for cell in cells if cell not in CELLS]
-    if unknown or not cells:
-        fail(f"--cells: unknown {', '.join(unknown) or '(none given)'}; "
-             f"valid cells: {', '.join(CELLS)}")
+    if unknown:
+        fail(f"--cells: unknown {', '.join(unknown)}; valid cells: {', '.join(CELLS)}")
     return cells
 
 

@@ -134,6 +134,18 @@ def ctrl_c_between_steps():
         signal.signal(signal.SIGINT, previous)
 
 
+def stop_if(requested, on_progress=None):
+    """A progress callback: passes progress on, then ends training, between steps, once
+    `requested()` is true (the loop saves a checkpoint and re-raises KeyboardInterrupt)."""
+    def callback(progress):
+        if on_progress is not None:
+            on_progress(progress)
+        if requested():
+            raise KeyboardInterrupt
+
+    return callback
+
+
 def run_recipe(recipe, config, task, model, run_name):
     """Trains `model` on `task` as `config` says, prints progress and the summary, writes the
     JSON result into `config.results/recipe/run_name.json`, and exports under `--export`."""
@@ -157,12 +169,7 @@ def run_recipe(recipe, config, task, model, run_name):
     printer = ProgressPrinter(task.metric_name, task.baseline, config.steps)
     try:
         with ctrl_c_between_steps() as ctrl_c_pressed:
-            def on_progress(progress):
-                printer(progress)
-                if ctrl_c_pressed():
-                    raise KeyboardInterrupt  # The loop saves a checkpoint and re-raises.
-
-            result = trainer.run(on_progress=on_progress)
+            result = trainer.run(on_progress=stop_if(ctrl_c_pressed, printer))
     except KeyboardInterrupt:
         where = int(trainer.step.numpy())
         hint = (f"; run the same command to resume from {config.checkpoint_dir}"

@@ -60,25 +60,6 @@ SMOKE = {"cells": "simple_rnn,lstm", "gaps": "2,4", "seeds": 1, "units": 8, "ste
          "batch_size": 8, "eval_every": 10}
 
 
-def parse_list(text, kind, flag):
-    try:
-        values = [kind(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        cli.fail(f"--{flag} expects comma-separated {kind.__name__} values, got {text!r}")
-    if not values:
-        cli.fail(f"--{flag} is empty")
-    return values
-
-
-def stop_if(requested):
-    """A progress callback that ends training, between steps, once `requested()` is true."""
-    def on_progress(progress):
-        if requested():
-            raise KeyboardInterrupt
-
-    return on_progress
-
-
 def make_task(config, gap):
     """The task at one gap: for adding and copy, the gap is the sequence length."""
     import kala
@@ -141,7 +122,7 @@ def plot(table, path, title):
 def main(argv=None):
     config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
     cells = cli.parse_cells(config.cells)
-    gaps = parse_list(config.gaps, int, "gaps")
+    gaps = cli.parse_list(config.gaps, int, "gaps")
     # TensorFlow takes seconds to import: load it once the arguments are known to be good.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -167,7 +148,7 @@ def main(argv=None):
                         eval_every=config.eval_every)
                 try:
                     with common.ctrl_c_between_steps() as ctrl_c_pressed:
-                        result = trainer.run(on_progress=stop_if(ctrl_c_pressed))
+                        result = trainer.run(on_progress=common.stop_if(ctrl_c_pressed))
                 except KeyboardInterrupt:
                     print(f"\n{RECIPE}: interrupted; the {len(runs)} finished runs are in "
                           f"{out_dir}/summary.json", file=sys.stderr)
