@@ -332,14 +332,22 @@ class CopyMemory(Task):
 class LongGap(Task):
     """The essay's own example: "I grew up in France … I speak fluent French".
 
-    A sequence of words says where someone grew up, then `gap` words of other text follow, then
-    "i speak fluent"; the model must name the language that goes with the country. With a small
-    gap this is the essay's "the clouds are in the sky" case; as the gap grows, the country sits
-    further and further from where it is needed. The metric is the fraction of test sequences
-    whose language is wrong; guessing scores 1 - 1/8 (eight countries), the baseline, and the
-    task counts as solved below 5%.
+    A sequence of words says where someone grew up, other text follows, then "i speak fluent";
+    the model must name the language that goes with the country. With a small gap this is the
+    essay's "the clouds are in the sky" case; as the gap grows, the country sits further and
+    further from where it is needed. The metric is the fraction of test sequences whose language
+    is wrong; guessing scores 1 - 1/8 (eight countries), the baseline, and the task counts as
+    solved below 5%.
 
-    `filler` chooses the text in the gap:
+    `position` says where the country sentence sits:
+    - `"random"`: `gap // 2` words of the other text are split at random between before the
+      sentence and after it, so that between `gap` and `gap + gap // 2` words separate the
+      sentence from the question, and every sequence is `gap + gap // 2 + 9` words long;
+    - `"fixed"`: the sequence starts with the sentence and exactly `gap` words follow it. A
+      network can then find the country by its distance from the end alone, without learning to
+      remember it: see the README for what that does to the comparison.
+
+    `filler` chooses the other text:
     - `"words"`: words drawn independently from a filler vocabulary;
     - `"distractors"`: short sentences from the same vocabulary, among which some say
       "we visited <another country> ." — a model that simply keeps the last country it read
@@ -362,15 +370,20 @@ class LongGap(Task):
         "dogs", "trains", "sometimes", "read", "books", "about", "history", "sea", "old", "new",
     )
     fillers = ("words", "distractors")
+    positions = ("random", "fixed")
     num_classes = len(languages)
 
-    def __init__(self, gap=10, *, filler="distractors", test_size=1024, test_batch_size=256,
-                 test_seed=0):
+    def __init__(self, gap=10, *, filler="distractors", position="random", test_size=1024,
+                 test_batch_size=256, test_seed=0):
         if filler not in self.fillers:
             raise ValueError(
                 f"`filler` must be one of {', '.join(self.fillers)}. Received: filler={filler!r}"
             )
+        if position not in self.positions:
+            raise ValueError(f"`position` must be one of {', '.join(self.positions)}. "
+                             f"Received: position={position!r}")
         self.filler = filler
+        self.position = position
         super().__init__(gap, test_size=test_size, test_batch_size=test_batch_size,
                          test_seed=test_seed)
         self.vocabulary = ("<pad>", *self.frame, *self.countries, *self.languages,
@@ -385,7 +398,12 @@ class LongGap(Task):
         return self.seq_len
 
     def config(self):
-        return {**super().config(), "filler": self.filler}
+        return {**super().config(), "filler": self.filler, "position": self.position}
+
+    @property
+    def spread(self):
+        """How many words the distance between the country and the question can vary by."""
+        return self.gap // 2 if self.position == "random" else 0
 
     @property
     def input_spec(self):
@@ -403,32 +421,35 @@ class LongGap(Task):
         """Token ids of a sentence given as a string of words separated by spaces."""
         return [self._ids[word] for word in words.split()]
 
-    def _filler(self, rng, country):
-        """`gap` filler token ids, never mentioning `country` itself."""
+    def _filler(self, rng, country, length):
+        """`length` filler token ids, never mentioning `country` itself."""
         words, filler_ids = self._ids, self._filler_ids
         if self.filler == "words":
-            return filler_ids[rng.integers(0, len(filler_ids), size=self.gap)]
+            return filler_ids[rng.integers(0, len(filler_ids), size=length)]
         # Sentences of 4 to 8 words; about one in three is "we visited <another country> .".
         tokens = []
-        while len(tokens) < self.gap:
+        while len(tokens) < length:
             if rng.random() < 1 / 3:
                 other = rng.choice([c for c in range(len(self.countries)) if c != country])
                 tokens += [words["we"], words["visited"], words[self.countries[other]], words["."]]
             else:
-                length = int(rng.integers(3, 8))
-                tokens += list(filler_ids[rng.integers(0, len(filler_ids), size=length)])
+                words_in_sentence = int(rng.integers(3, 8))
+                tokens += list(filler_ids[rng.integers(0, len(filler_ids), size=words_in_sentence)])
                 tokens.append(words["."])
-        return np.array(tokens[:self.gap])
+        return np.array(tokens[:length], dtype=np.int64)
 
     def make_batch(self, rng, batch_size):
         start = self.ids("i grew up in")
         end = self.ids("i speak fluent")
-        length = len(start) + 2 + self.gap + len(end)
+        length = len(start) + 2 + self.gap + self.spread + len(end)
         inputs = np.zeros((batch_size, length), dtype=np.int32)
         targets = rng.integers(0, len(self.countries), size=batch_size)
         for row, country in enumerate(targets):
-            inputs[row] = [*start, self._ids[self.countries[country]], self._ids["."],
-                           *self._filler(rng, country), *end]
+            before = int(rng.integers(0, self.spread + 1))
+            after = self.gap + self.spread - before
+            inputs[row] = [*self._filler(rng, country, before), *start,
+                           self._ids[self.countries[country]], self._ids["."],
+                           *self._filler(rng, country, after), *end]
         return inputs, targets.astype(np.int32)
 
     def loss(self, targets, predictions):

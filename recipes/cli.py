@@ -88,9 +88,10 @@ def _non_negative_int(text):
     return value
 
 
-def parse_config(config_class, description, argv=None, smoke=None):
-    """Parses the command line into `config_class`: defaults, then `smoke` under `--smoke`, then
-    the flags given. Bad flags end the run with one line and exit code 2."""
+def parse_config(config_class, description, argv=None, smoke=None, full=None):
+    """Parses the command line into `config_class`: defaults, then `smoke` under `--smoke` (or
+    `full` under `--full`), then the flags given. Bad flags end the run with one line and exit
+    code 2."""
     parser = _Parser(description=description,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for field in dataclasses.fields(config_class):
@@ -110,7 +111,11 @@ def parse_config(config_class, description, argv=None, smoke=None):
         parser.add_argument(flag, type=convert, default=argparse.SUPPRESS, help=help_text,
                             choices=field.metadata.get("choices"), metavar=field.name.upper())
     given = vars(parser.parse_args(argv))
+    if given.get("smoke") and given.get("full"):
+        fail("--smoke and --full exclude each other: choose one")
     values = dict(smoke or {}) if given.get("smoke") else {}
+    if given.get("full"):
+        values.update(full or {})
     values.update(given)
     config = config_class(**values)
     for name in ("results", "saved_models", "checkpoint_dir", "logdir"):
@@ -120,14 +125,17 @@ def parse_config(config_class, description, argv=None, smoke=None):
     return config
 
 
-def parse_list(text, kind, flag):
-    """The values of a comma-separated flag, converted by `kind`; a bad one ends the run."""
+def parse_list(text, kind, flag, positive=False):
+    """The values of a comma-separated flag, converted by `kind` (and checked to be > 0 when
+    `positive`); a bad one ends the run."""
     try:
         values = [kind(item.strip()) for item in text.split(",") if item.strip()]
     except ValueError:
         fail(f"--{flag} expects comma-separated {kind.__name__} values, got {text!r}")
     if not values:
         fail(f"--{flag} is empty")
+    if positive and not all(value > 0 for value in values):
+        fail(f"--{flag} expects positive values, got {text!r}")
     return values
 
 

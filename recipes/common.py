@@ -68,14 +68,14 @@ def machine():
     }
 
 
-def new_figure(size):
-    """A matplotlib figure and axes, drawn off-screen."""
+def new_figure(size, columns=1):
+    """A matplotlib figure and its axes (`columns` side by side), drawn off-screen."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    return pyplot.subplots(figsize=size)
+    return pyplot.subplots(1, columns, figsize=size)
 
 
 def save_figure(figure, path):
@@ -91,14 +91,18 @@ def save_figure(figure, path):
     os.replace(temporary, path)
 
 
-def write_json(path, payload):
-    """Writes JSON to a temporary name, then renames: a reader sees the old file or the new one."""
+def write_text(path, text):
+    """Writes to a temporary name, then renames: a reader sees the old file or the new one."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "w") as file:
-        json.dump(payload, file, indent=2)
-        file.write("\n")
+        file.write(text)
     os.replace(temporary, path)
+
+
+def write_json(path, payload):
+    """Writes JSON as `write_text` does."""
+    write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def summary_line(recipe, config, result):

@@ -7,24 +7,42 @@ claim goes, a plain RNN can no longer learn the connection while an LSTM still c
 trains every cell at every gap with several seeds and the same budget, and reports per (cell,
 gap) how often the cell solved the task, how many sequences it needed, and how long it took.
 
-Work in progress (issue 3): the task, its defaults and the budget are still being measured; the
-README does not quote this recipe yet.
+The task (kala.tasks.LongGap): "i grew up in <country> ." sits at a random place among other
+text, some of which says "we visited <another country> ."; at the end comes "i speak fluent" and
+the model names the language. Between GAP and GAP + GAP/2 words separate the country from the
+question. `--position fixed` puts the country at a fixed distance from the end instead, which a
+plain RNN can exploit without remembering anything: the README shows what that does.
+
+Each cell trains at its own learning rate, chosen for it by the same grid search (`--learning-rate
+tuned`, the default; see TUNED_LEARNING_RATES). Units are matched, not parameter counts: the
+table lists the parameters.
 
 Run it:
-    python recipes/long_gap.py                       # the default sweep
+    python recipes/long_gap.py                       # the default sweep, a few minutes
+    python recipes/long_gap.py --full                # gaps 10 to 300, 3 seeds: about an hour
     python recipes/long_gap.py --task adding         # the same sweep on the adding problem
+    python recipes/long_gap.py --learning-rate 1e-3,3e-3,1e-2 --gaps 30,100 --first-seed 100
+                                                     # the learning-rate search
     python recipes/long_gap.py --smoke               # a tiny sweep, for the tests
 """
 
 import dataclasses
+import multiprocessing
 import os
 import statistics
 import sys
+import time
 
 import cli
 
 RECIPE = "long_gap"
 TASKS = ("long_gap", "adding", "copy")
+
+# Each cell's Adam learning rate under `--learning-rate tuned`: for each cell, the rate of the grid
+# 1e-3, 3e-3, 1e-2 that solved the most runs at gaps 30 and 100 (then: in the fewest sequences),
+# with seeds 100 and up, which the sweeps do not use. The search is committed in
+# results/tuning/long_gap/ and its command is in the docstring above.
+TUNED_LEARNING_RATES = {"simple_rnn": 3e-3, "lstm": 1e-2, "gru": 1e-2}
 
 
 # Setup: the defaults live here, once; every field is also a command-line flag.
@@ -35,29 +53,42 @@ class Config:
                 "with the gap as the sequence length", "choices": TASKS})
     cells: str = dataclasses.field(default="simple_rnn,lstm,gru", metadata={
         "help": "comma-separated cells to compare"})
-    gaps: str = dataclasses.field(default="10,30,100", metadata={
+    gaps: str = dataclasses.field(default="10,100", metadata={
         "help": "comma-separated gaps (sequence lengths for adding and copy)"})
-    seeds: int = dataclasses.field(default=3, metadata={"help": "seeds per (cell, gap)"})
+    seeds: int = dataclasses.field(default=2, metadata={"help": "seeds per (cell, gap)"})
+    first_seed: int = dataclasses.field(default=0, metadata={
+        "help": "seeds are FIRST_SEED, FIRST_SEED + 1, ..."})
     filler: str = dataclasses.field(default="distractors", metadata={
-        "help": "long_gap only: the text in the gap", "choices": ["words", "distractors"]})
+        "help": "long_gap only: the other text", "choices": ["words", "distractors"]})
+    position: str = dataclasses.field(default="random", metadata={
+        "help": "long_gap only: where the country sentence sits", "choices": ["random", "fixed"]})
     units: int = dataclasses.field(default=64, metadata={
         "help": "size of every cell's state (units are matched, not parameter counts)"})
-    steps: int = dataclasses.field(default=1000, metadata={"help": "budget per run, in steps"})
+    steps: int = dataclasses.field(default=2000, metadata={"help": "budget per run, in steps"})
     batch_size: int = dataclasses.field(default=64, metadata={"help": "sequences per step"})
-    learning_rate: float = dataclasses.field(default=1e-2, metadata={
-        "help": "Adam's learning rate, the same for every cell"})
+    learning_rate: str = dataclasses.field(default="tuned", metadata={
+        "help": "Adam's learning rate: 'tuned' for each cell's own (see the docstring), or "
+                "comma-separated rates that every cell runs at"})
     clipnorm: float = dataclasses.field(default=1.0, metadata={
         "help": "each gradient is clipped to this norm"})
     eval_every: int = dataclasses.field(default=100, metadata={
         "help": "steps between evaluations on the test split"})
+    jobs: int = dataclasses.field(default=2, metadata={
+        "help": "runs trained at the same time, in separate processes (each gets an equal share "
+                "of the CPU cores)"})
+    full: bool = dataclasses.field(default=False, metadata={
+        "help": "the complete sweep: gaps 10 to 300, 3 seeds, 3,000 steps"})
     smoke: bool = dataclasses.field(default=False, metadata={
         "help": "a tiny sweep to check that everything works"})
     results: str = dataclasses.field(default="results", metadata={
         "help": "directory for summary.json, summary.md and long_gap.png (in DIR/long_gap/)"})
 
 
+FULL = {"gaps": "10,30,100,300", "seeds": 3, "steps": 3000}
 SMOKE = {"cells": "simple_rnn,lstm", "gaps": "2,4", "seeds": 1, "units": 8, "steps": 20,
-         "batch_size": 8, "eval_every": 10}
+         "batch_size": 8, "eval_every": 10, "jobs": 1}
+# A run that trains longer than this without finishing reports where it is.
+HEARTBEAT_SECONDS = 60
 
 
 def make_task(config, gap):
@@ -65,22 +96,101 @@ def make_task(config, gap):
     import kala
 
     if config.task == "long_gap":
-        return kala.tasks.LongGap(gap, filler=config.filler, test_size=512)
+        return kala.tasks.LongGap(gap, filler=config.filler, position=config.position,
+                                  test_size=512)
     if config.task == "adding":
         return kala.tasks.AddingProblem(gap, test_size=512)
     return kala.tasks.CopyMemory(gap, test_size=512)
 
 
+def learning_rates(config, cell):
+    if config.learning_rate == "tuned":
+        return [TUNED_LEARNING_RATES[cell]]
+    return cli.parse_list(config.learning_rate, float, "learning-rate", positive=True)
+
+
+def train_one(config, cell, gap, learning_rate, seed, interruptible):
+    """Trains one (cell, gap, learning rate, seed) and returns its row of summary.json."""
+    import keras
+
+    import common
+    import kala
+
+    task = make_task(config, gap)
+    # Model: the same embedding or input, units and head for every cell; the seed also fixes
+    # the training batches, so every cell sees the same sequences.
+    keras.utils.set_random_seed(seed)
+    model = kala.build_model(cell, config.units, **task.model_options)
+    trainer = kala.Trainer(
+        model, task, steps=config.steps, batch_size=config.batch_size,
+        learning_rate=learning_rate, clipnorm=config.clipnorm, seed=seed,
+        eval_every=config.eval_every)
+    name = f"{cell} gap {gap} lr {learning_rate:g} seed {seed}"
+    last_report = [time.monotonic()]
+
+    def heartbeat(progress):
+        if progress.evaluated and time.monotonic() - last_report[0] > HEARTBEAT_SECONDS:
+            last_report[0] = time.monotonic()
+            print(f"  ... {name}: step {progress.step:,}/{progress.steps:,}, test "
+                  f"{task.metric_name} {progress.metric:.3f}", flush=True)
+
+    if interruptible:
+        with common.ctrl_c_between_steps() as ctrl_c_pressed:
+            result = trainer.run(on_progress=common.stop_if(ctrl_c_pressed, heartbeat))
+    else:
+        result = trainer.run(on_progress=heartbeat)
+    return {
+        "cell": cell, "gap": gap, "learning_rate": learning_rate, "seed": seed,
+        "solved": result.solved, "sequences_seen": result.sequences_seen,
+        "metric": result.metric, "baseline": result.baseline,
+        "seconds": round(result.seconds, 2), "parameters": model.count_params(),
+    }
+
+
+def _train_in_worker(arguments):
+    return train_one(*arguments, interruptible=False)
+
+
+def _start_worker(threads):
+    """A worker process: Ctrl-C is the parent's to handle; TensorFlow gets its share of cores."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def trained_runs(config, plan):
+    """Yields the row of each run in `plan` as it finishes, `config.jobs` at a time."""
+    if config.jobs == 1:
+        for arguments in plan:
+            yield train_one(*arguments, interruptible=True)
+        return
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    context = multiprocessing.get_context("spawn")
+    pool = context.Pool(config.jobs, initializer=_start_worker, initargs=(threads,))
+    try:
+        yield from pool.imap_unordered(_train_in_worker, plan)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def summarise(runs):
-    """One row per (cell, gap): success rate, median sequences until solved, median metric."""
+    """One row per (cell, learning rate, gap): success rate, median sequences until solved,
+    median metric and seconds."""
     rows = {}
     for run in runs:
-        rows.setdefault((run["cell"], run["gap"]), []).append(run)
+        rows.setdefault((run["cell"], run["learning_rate"], run["gap"]), []).append(run)
     table = []
-    for (cell, gap), group in rows.items():
+    for (cell, learning_rate, gap), group in rows.items():
         solved = [run["sequences_seen"] for run in group if run["solved"]]
         table.append({
-            "cell": cell, "gap": gap, "seeds": len(group),
+            "cell": cell, "learning_rate": learning_rate, "gap": gap, "seeds": len(group),
+            "parameters": group[0]["parameters"],
             "success_rate": len(solved) / len(group),
             "median_sequences_seen": statistics.median(solved) if solved else None,
             "median_metric": statistics.median(run["metric"] for run in group),
@@ -91,92 +201,109 @@ def summarise(runs):
 
 
 def markdown(table, metric_name):
-    lines = [f"| cell | gap | solved | median sequences until solved | median {metric_name} | "
-             "baseline | median seconds |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| cell | learning rate | parameters | gap | solved | median sequences until "
+             f"solved | median final {metric_name} (chance) | median seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in table:
         sequences = (f"{row['median_sequences_seen']:,.0f}"
                      if row["median_sequences_seen"] is not None else "—")
-        lines.append(f"| {row['cell']} | {row['gap']} | {row['success_rate']:.0%} of "
-                     f"{row['seeds']} | {sequences} | {row['median_metric']:.3f} | "
-                     f"{row['baseline']:.3f} | {row['median_seconds']:.0f} |")
+        lines.append(
+            f"| {row['cell']} | {row['learning_rate']:g} | {row['parameters']:,} | {row['gap']} "
+            f"| {row['success_rate']:.0%} of {row['seeds']} | {sequences} | "
+            f"{row['median_metric']:.3f} ({row['baseline']:.3f}) | {row['median_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
-def plot(table, path, title):
-    """Success rate against the gap (log axis), one line per cell."""
+def plot(table, path, title, metric_name):
+    """Left, the share of seeds that solved the task against the gap; right, the median final
+    metric with chance marked. Log gap axis, one line per cell (and learning rate)."""
     import common
+    from matplotlib import ticker
 
-    figure, axes = common.new_figure((6, 4))
-    for cell in dict.fromkeys(row["cell"] for row in table):
-        points = sorted((row["gap"], row["success_rate"]) for row in table if row["cell"] == cell)
-        axes.plot(*zip(*points), marker="o", label=cell)
-    axes.set_xscale("log")
-    axes.set_ylim(-0.05, 1.05)
-    axes.set_xlabel("gap (steps between the information and where it is needed)")
-    axes.set_ylabel("share of seeds that solved the task")
-    axes.set_title(title)
-    axes.legend()
+    figure, (solved_axes, metric_axes) = common.new_figure((11, 4), columns=2)
+    lines = dict.fromkeys((row["cell"], row["learning_rate"]) for row in table)
+    several_rates = len({cell for cell, _ in lines}) < len(lines)
+    for cell, learning_rate in lines:
+        rows = sorted((row for row in table
+                       if (row["cell"], row["learning_rate"]) == (cell, learning_rate)),
+                      key=lambda row: row["gap"])
+        label = f"{cell} (lr {learning_rate:g})" if several_rates else cell
+        gaps = [row["gap"] for row in rows]
+        solved_axes.plot(gaps, [row["success_rate"] for row in rows], marker="o", label=label)
+        metric_axes.plot(gaps, [row["median_metric"] for row in rows], marker="o", label=label)
+    gaps = sorted({row["gap"] for row in table})
+    metric_axes.axhline(table[0]["baseline"], color="grey", linestyle="--",
+                        label="chance (a model that remembers nothing)")
+    solved_axes.set_ylim(-0.05, 1.05)
+    solved_axes.set_ylabel("share of seeds that solved the task")
+    highest = max([table[0]["baseline"], *(row["median_metric"] for row in table)])
+    metric_axes.set_ylim(0, 1.1 * highest)
+    metric_axes.set_ylabel(f"median final test {metric_name}")
+    for axes in (solved_axes, metric_axes):
+        axes.set_xscale("log")
+        axes.set_xticks(gaps)
+        axes.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        axes.xaxis.set_minor_locator(ticker.NullLocator())
+        axes.set_xlabel("gap (steps between the information and where it is needed)")
+    solved_axes.legend()
+    metric_axes.legend(fontsize="small")
+    figure.suptitle(title)
     common.save_figure(figure, path)
 
 
 def main(argv=None):
-    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
+    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE, full=FULL)
     cells = cli.parse_cells(config.cells)
-    gaps = cli.parse_list(config.gaps, int, "gaps")
+    gaps = cli.parse_list(config.gaps, int, "gaps", positive=True)
+    if config.learning_rate != "tuned":
+        learning_rates(config, cells[0])  # A bad list ends the run now, not in a worker.
     # TensorFlow takes seconds to import: load it once the arguments are known to be good.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     import common
-    import kala
 
+    with cli.bad_arguments_exit():
+        tasks = {gap: make_task(config, gap) for gap in gaps}
+    metric_name = tasks[gaps[0]].metric_name
     out_dir = os.path.join(config.results, RECIPE)
+    plan = [(config, cell, gap, learning_rate, seed)
+            for gap in gaps for cell in cells for learning_rate in learning_rates(config, cell)
+            for seed in range(config.first_seed, config.first_seed + config.seeds)]
+    print(f"{RECIPE}: {len(plan)} runs ({', '.join(cells)}; gaps {', '.join(map(str, gaps))}; "
+          f"{config.seeds} seed{'s' if config.seeds > 1 else ''}; {config.steps:,} steps of {config.batch_size}), "
+          f"{min(config.jobs, len(plan))} at a time", flush=True)
+
+    def order(run):
+        return (gaps.index(run["gap"]), cells.index(run["cell"]), run["learning_rate"],
+                run["seed"])
+
     runs = []
-    total = len(gaps) * len(cells) * config.seeds
-    for gap in gaps:
-        with cli.bad_arguments_exit():
-            task = make_task(config, gap)
-        for cell in cells:
-            for seed in range(config.seeds):
-                # Model: the same embedding or input, units and head for every cell.
-                keras.utils.set_random_seed(seed)
-                model = kala.build_model(cell, config.units, **task.model_options)
-                with cli.bad_arguments_exit():
-                    trainer = kala.Trainer(
-                        model, task, steps=config.steps, batch_size=config.batch_size,
-                        learning_rate=config.learning_rate, clipnorm=config.clipnorm, seed=seed,
-                        eval_every=config.eval_every)
-                try:
-                    with common.ctrl_c_between_steps() as ctrl_c_pressed:
-                        result = trainer.run(on_progress=common.stop_if(ctrl_c_pressed))
-                except KeyboardInterrupt:
-                    print(f"\n{RECIPE}: interrupted; the {len(runs)} finished runs are in "
-                          f"{out_dir}/summary.json", file=sys.stderr)
-                    sys.exit(cli.EXIT_INTERRUPTED)
-                runs.append({
-                    "cell": cell, "gap": gap, "seed": seed, "solved": result.solved,
-                    "sequences_seen": result.sequences_seen, "metric": result.metric,
-                    "baseline": result.baseline, "seconds": round(result.seconds, 2),
-                    "parameters": model.count_params(),
-                })
-                outcome = (f"solved after {result.sequences_seen:,} sequences" if result.solved
-                           else "not solved")
-                print(f"[{len(runs)}/{total}] {cell} gap {gap} seed {seed}: {outcome}; "
-                      f"{task.metric_name} {result.metric:.3f} (baseline {result.baseline:.3f}); "
-                      f"{result.seconds:.0f} s", flush=True)
-                # Written after every run, whole, so an interrupted sweep keeps what it measured.
-                common.write_json(os.path.join(out_dir, "summary.json"), {
-                    "recipe": RECIPE, "config": dataclasses.asdict(config),
-                    "metric_name": task.metric_name, "machine": common.machine(), "runs": runs,
-                })
+    try:
+        for run in trained_runs(config, plan):
+            runs.append(run)
+            runs.sort(key=order)
+            outcome = (f"solved after {run['sequences_seen']:,} sequences" if run["solved"]
+                       else "not solved")
+            print(f"[{len(runs)}/{len(plan)}] {run['cell']} gap {run['gap']} lr "
+                  f"{run['learning_rate']:g} seed {run['seed']}: {outcome}; {metric_name} "
+                  f"{run['metric']:.3f} (chance {run['baseline']:.3f}); {run['seconds']:.0f} s",
+                  flush=True)
+            # Written after every run, whole, so an interrupted sweep keeps what it measured.
+            common.write_json(os.path.join(out_dir, "summary.json"), {
+                "recipe": RECIPE, "command": " ".join(["python", *sys.argv]),
+                "config": dataclasses.asdict(config), "metric_name": metric_name,
+                "machine": common.machine(), "runs": runs,
+            })
+    except KeyboardInterrupt:
+        print(f"\n{RECIPE}: interrupted; the {len(runs)} finished runs are in "
+              f"{out_dir}/summary.json", file=sys.stderr)
+        sys.exit(cli.EXIT_INTERRUPTED)
 
     table = summarise(runs)
-    with open(os.path.join(out_dir, "summary.md.tmp"), "w") as file:
-        file.write(markdown(table, task.metric_name))
-    os.replace(os.path.join(out_dir, "summary.md.tmp"), os.path.join(out_dir, "summary.md"))
-    plot(table, os.path.join(out_dir, "long_gap.png"), f"{config.task}: success against the gap")
+    common.write_text(os.path.join(out_dir, "summary.md"), markdown(table, metric_name))
+    plot(table, os.path.join(out_dir, "long_gap.png"),
+         f"{tasks[gaps[0]].name}: success against the gap", metric_name)
     print()
-    print(markdown(table, task.metric_name), end="")
+    print(markdown(table, metric_name), end="")
     print(f"written to {out_dir}/summary.json, summary.md and long_gap.png")
 
 

@@ -1,5 +1,6 @@
 """The recipes end to end, as a user runs them: `--smoke`, `--export`, `--help`, bad arguments."""
 
+import importlib
 import json
 import os
 import signal
@@ -96,12 +97,17 @@ def test_a_file_where_a_directory_belongs_exits_2(tmp_path):
     assert "Traceback" not in process.stderr
 
 
-def test_the_command_line_offers_exactly_the_library_cells():
+def recipe_module(name):
+    """A module of recipes/, imported as the recipes import each other."""
     sys.path.insert(0, os.path.join(ROOT, "recipes"))
     try:
-        import cli
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+def test_the_command_line_offers_exactly_the_library_cells():
+    cli = recipe_module("cli")
     assert tuple(cli.CELLS) == tuple(kala.models.CELLS)
 
 
@@ -133,12 +139,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
 
 
 def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
-    sys.path.insert(0, os.path.join(ROOT, "recipes"))
-    try:
-        import adding_problem
-        import cli
-    finally:
-        sys.path.pop(0)
+    adding_problem, cli = recipe_module("adding_problem"), recipe_module("cli")
 
     def name(*flags):
         config = cli.parse_config(adding_problem.Config, "", list(flags), adding_problem.SMOKE)
@@ -152,30 +153,78 @@ def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
     assert name("--smoke", "--steps", "3000") == "2016-lstm-T20-seed0-steps3000-smoke"
 
 
+def long_gap_summary(results):
+    with open(results / "long_gap" / "summary.json") as file:
+        return json.load(file)
+
+
 @pytest.mark.parametrize("task", ["long_gap", "copy"])
 def test_long_gap_smoke_sweep_writes_its_summary(tmp_path, task):
     process = run_python(["recipes/long_gap.py", "--smoke", "--task", task,
                           "--results", str(tmp_path)])
     assert process.returncode == 0, process.stderr[-3000:]
-    out = tmp_path / "long_gap"
-    with open(out / "summary.json") as file:
-        summary = json.load(file)
+    summary = long_gap_summary(tmp_path)
     assert summary["config"]["task"] == task
     assert [(run["cell"], run["gap"]) for run in summary["runs"]] == [
         ("simple_rnn", 2), ("lstm", 2), ("simple_rnn", 4), ("lstm", 4)]
     for run in summary["runs"]:
         for key in ("cell", "gap", "seed", "solved", "sequences_seen", "metric", "baseline",
-                    "seconds"):
+                    "seconds", "learning_rate", "parameters"):
             assert key in run
         assert (run["sequences_seen"] is None) == (not run["solved"])
-    table = (out / "summary.md").read_text()
-    assert table.count("\n") == 2 + 4 and "| lstm | 4 |" in table
-    assert (out / "long_gap.png").stat().st_size > 10_000
+    # Under the default `--learning-rate tuned`, each cell trains at its own tuned rate.
+    long_gap = recipe_module("long_gap")
+    assert {(run["cell"], run["learning_rate"]) for run in summary["runs"]} == {
+        (cell, long_gap.TUNED_LEARNING_RATES[cell]) for cell in ("simple_rnn", "lstm")}
+    table = (tmp_path / "long_gap" / "summary.md").read_text()
+    row = f"| lstm | 0.01 | {summary['runs'][-1]['parameters']:,} | 4 |"
+    assert table.count("\n") == 2 + 4 and row in table
+    assert row in process.stdout  # The table is printed too.
+    assert (tmp_path / "long_gap" / "long_gap.png").stat().st_size > 10_000
+
+
+def test_long_gap_learning_rate_grid_in_parallel_matches_one_at_a_time(tmp_path):
+    # Two worker processes train the same runs, to the same numbers, as one process does.
+    common = ["recipes/long_gap.py", "--smoke", "--cells", "lstm", "--gaps", "3",
+              "--seeds", "2", "--learning-rate", "1e-3,1e-2"]
+    serial = run_python([*common, "--results", str(tmp_path / "serial")])
+    parallel = run_python([*common, "--jobs", "2", "--results", str(tmp_path / "parallel")])
+    assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr[-3000:]
+    runs = long_gap_summary(tmp_path / "serial")["runs"]
+    assert [(run["learning_rate"], run["seed"]) for run in runs] == [
+        (0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
+    assert len({run["metric"] for run in runs}) > 1
+    for one, other in zip(runs, long_gap_summary(tmp_path / "parallel")["runs"]):
+        assert {**one, "seconds": 0} == {**other, "seconds": 0}
+
+
+def test_ctrl_c_ends_a_parallel_sweep_and_keeps_the_finished_runs(tmp_path):
+    command = [sys.executable, "recipes/long_gap.py", "--smoke", "--jobs", "2", "--gaps", "2",
+               "--seeds", "12", "--steps", "60", "--results", str(tmp_path)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in process.stdout:
+        if line.startswith("[1/24]"):
+            # Ctrl-C on a terminal signals the whole process group, workers included.
+            os.killpg(process.pid, signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted; the" in stderr and "Traceback" not in stderr
+    runs = long_gap_summary(tmp_path)["runs"]
+    assert 1 <= len(runs) < 24
+    assert not (tmp_path / "long_gap" / "summary.md").exists()
 
 
 @pytest.mark.parametrize("arguments, message", [
     (["--cells", "lstm,transformer"], "unknown transformer"),
     (["--gaps", "10,many"], "--gaps expects comma-separated int values"),
+    (["--gaps", "10,0"], "--gaps expects positive values"),
+    (["--learning-rate", "fast"], "--learning-rate expects comma-separated float values"),
+    (["--learning-rate", "1e-3,-1"], "--learning-rate expects positive values"),
+    (["--smoke", "--full"], "--smoke and --full exclude each other"),
+    (["--position", "middle"], "invalid choice: 'middle'"),
 ])
 def test_long_gap_bad_arguments_exit_2(arguments, message):
     process = run_python(["recipes/long_gap.py", *arguments])

@@ -116,26 +116,44 @@ def test_copy_memory_baseline_is_the_score_of_a_memoryless_model():
 # --- The long-gap language task. ---------------------------------------------------------------
 
 @pytest.mark.parametrize("filler", ["words", "distractors"])
-def test_long_gap_sentences_say_where_and_ask_for_the_language(filler):
+@pytest.mark.parametrize("position", ["random", "fixed"])
+def test_long_gap_sentences_say_where_and_ask_for_the_language(filler, position):
     gap = 25
-    task = tasks.LongGap(gap, filler=filler)
+    task = tasks.LongGap(gap, filler=filler, position=position)
+    spread = 12 if position == "random" else 0
     countries = {task.ids(country)[0]: index for index, country in enumerate(task.countries)}
+    distances = set()
     for inputs, targets in batches(task, count=5):
-        assert inputs.shape == (64, 4 + 2 + gap + 3) and targets.shape == (64,)
+        assert inputs.shape == (64, 4 + 2 + gap + spread + 3) and targets.shape == (64,)
         for row, target in zip(inputs, targets):
             words = [task.vocabulary[token] for token in row]
-            assert words[:4] == ["i", "grew", "up", "in"] and words[5] == "."
-            assert words[-3:] == ["i", "speak", "fluent"]
-            assert countries[row[4]] == target  # The language is the country's.
-            in_gap = [countries[token] for token in row[6:-3] if token in countries]
-            assert target not in in_gap  # The gap never names the true country again.
+            # The sentence starts within the first `spread` words: "i grew up in <country> .".
+            starts = [i for i in range(spread + 1) if words[i:i + 4] == ["i", "grew", "up", "in"]]
+            assert len(starts) == 1
+            country = starts[0] + 4
+            assert words[country + 1] == "." and words[-3:] == ["i", "speak", "fluent"]
+            assert countries[row[country]] == target  # The language is the country's.
+            distances.add(len(row) - 3 - (country + 2))
+            others = [countries[token] for i, token in enumerate(row)
+                      if token in countries and i != country]
+            assert target not in others  # The rest never names the true country again.
             if filler == "words":
-                assert in_gap == []
+                assert others == []
+    # Between `gap` and `gap + spread` words separate the sentence from the question.
+    assert min(distances) >= gap and max(distances) <= gap + spread
+    if position == "random":
+        assert distances == set(range(gap, gap + spread + 1))
     if filler == "distractors":
-        # Some gaps mention other countries: "we visited <country> .".
+        # Some sequences mention other countries: "we visited <country> .".
         inputs, _ = task.batch(0, tasks.TRAIN_STREAM, 0, 64)
-        mentions = np.isin(inputs[:, 6:-3], list(countries)).sum()
-        assert mentions > 10
+        assert np.isin(inputs, list(countries)).sum() > 64 + 10
+
+
+def test_long_gap_rejects_unknown_options():
+    with pytest.raises(ValueError, match="`position` must be one of random, fixed"):
+        tasks.LongGap(10, position="middle")
+    with pytest.raises(ValueError, match="`filler` must be one of words, distractors"):
+        tasks.LongGap(10, filler="lorem")
 
 
 def test_long_gap_scores_wrong_languages_against_chance():
