@@ -53,7 +53,7 @@ class Config:
                 "with the gap as the sequence length", "choices": TASKS})
     cells: str = dataclasses.field(default="simple_rnn,lstm,gru", metadata={
         "help": "comma-separated cells to compare"})
-    gaps: str = dataclasses.field(default="10,100", metadata={
+    gaps: str = dataclasses.field(default="10,50", metadata={
         "help": "comma-separated gaps (sequence lengths for adding and copy)"})
     seeds: int = dataclasses.field(default=2, metadata={"help": "seeds per (cell, gap)"})
     first_seed: int = dataclasses.field(default=0, metadata={
@@ -64,7 +64,7 @@ class Config:
         "help": "long_gap only: where the country sentence sits", "choices": ["random", "fixed"]})
     units: int = dataclasses.field(default=64, metadata={
         "help": "size of every cell's state (units are matched, not parameter counts)"})
-    steps: int = dataclasses.field(default=2000, metadata={"help": "budget per run, in steps"})
+    steps: int = dataclasses.field(default=3000, metadata={"help": "budget per run, in steps"})
     batch_size: int = dataclasses.field(default=64, metadata={"help": "sequences per step"})
     learning_rate: str = dataclasses.field(default="tuned", metadata={
         "help": "Adam's learning rate: 'tuned' for each cell's own (see the docstring), or "
@@ -77,14 +77,14 @@ class Config:
         "help": "runs trained at the same time, in separate processes (each gets an equal share "
                 "of the CPU cores)"})
     full: bool = dataclasses.field(default=False, metadata={
-        "help": "the complete sweep: gaps 10 to 300, 3 seeds, 3,000 steps"})
+        "help": "the complete sweep: gaps 10 to 300, 3 seeds, 4,000 steps"})
     smoke: bool = dataclasses.field(default=False, metadata={
         "help": "a tiny sweep to check that everything works"})
     results: str = dataclasses.field(default="results", metadata={
         "help": "directory for summary.json, summary.md and long_gap.png (in DIR/long_gap/)"})
 
 
-FULL = {"gaps": "10,30,100,300", "seeds": 3, "steps": 3000}
+FULL = {"gaps": "10,30,100,300", "seeds": 3, "steps": 4000}
 SMOKE = {"cells": "simple_rnn,lstm", "gaps": "2,4", "seeds": 1, "units": 8, "steps": 20,
          "batch_size": 8, "eval_every": 10, "jobs": 1}
 # A run that trains longer than this without finishing reports where it is.

@@ -196,6 +196,25 @@ def test_long_gap_learning_rate_grid_in_parallel_matches_one_at_a_time(tmp_path)
     assert len({run["metric"] for run in runs}) > 1
     for one, other in zip(runs, long_gap_summary(tmp_path / "parallel")["runs"]):
         assert {**one, "seconds": 0} == {**other, "seconds": 0}
+    # A grid ends by naming each cell's best rate.
+    best = long_gap_summary(tmp_path / "serial")["best_learning_rates"]
+    assert set(best) == {"lstm"} and best["lstm"] in (0.001, 0.01)
+    assert f"best learning rate per cell (most runs solved, then fewest sequences): lstm " \
+           f"{best['lstm']:g}" in serial.stdout
+
+
+def test_the_best_learning_rate_solves_most_runs_then_needs_fewest_sequences():
+    long_gap = recipe_module("long_gap")
+
+    def run(cell, rate, sequences):
+        return {"cell": cell, "learning_rate": rate, "solved": sequences is not None,
+                "sequences_seen": sequences}
+
+    runs = [run("lstm", 0.01, 5000), run("lstm", 0.01, None),  # 1 solved
+            run("lstm", 0.003, 9000), run("lstm", 0.003, 8000),  # 2 solved, 17,000 sequences
+            run("lstm", 0.001, 4000), run("lstm", 0.001, 6000),  # 2 solved, 10,000 sequences
+            run("gru", 0.01, None), run("gru", 0.001, None)]  # none solved: the first rate
+    assert long_gap.best_learning_rates(runs) == {"lstm": 0.001, "gru": 0.01}
 
 
 def test_ctrl_c_ends_a_parallel_sweep_and_keeps_the_finished_runs(tmp_path):
