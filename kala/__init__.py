@@ -2,8 +2,8 @@
 
 The library, in the order a run uses it:
 
-- `kala.tasks`: sequence tasks as tf.data pipelines (the adding problem, copy memory), each with
-  its loss, metric, success criterion and baseline.
+- `kala.tasks`: sequence tasks as tf.data pipelines (the long-gap language task, the adding
+  problem, copy memory), each with its loss, metric, success criterion and baseline.
 - `kala.build_model`: SimpleRNN, LSTM and GRU models from Keras's built-in layers.
 - `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved
   and resumes from checkpoints.

@@ -263,3 +263,42 @@ def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
         assert all(value > 0 for value in curves["initial"])
         assert curves["initial"] != curves["trained"]  # Training changed the weights.
     assert (tmp_path / "vanishing_gradients" / "gradients.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("recipe, flags", [
+    ("long_gap", ["--cells", "--gaps", "--seeds", "--learning-rate", "--jobs", "--full",
+                  "--position", "--smoke", "--results"]),
+    ("position_shortcut", ["--cells", "--gap", "--shifts", "--learning-rate", "--smoke",
+                           "--results"]),
+    ("vanishing_gradients", ["--smoke", "--results"]),
+])
+def test_help_of_the_experiments_lists_their_flags(recipe, flags):
+    process = run_python([f"recipes/{recipe}.py", "--help"])
+    assert process.returncode == 0
+    for flag in flags:
+        assert flag in process.stdout
+
+
+def test_position_shortcut_smoke_tests_every_shift(tmp_path):
+    process = run_python(["recipes/position_shortcut.py", "--smoke", "--results", str(tmp_path)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    with open(tmp_path / "position_shortcut" / "shifts.json") as file:
+        measured = json.load(file)
+    assert measured["shifts"] == [-2, 0, 2]
+    assert set(measured["cells"]) == {"simple_rnn", "lstm"}
+    for curve in measured["cells"].values():
+        assert len(curve["error_rate"]) == 3
+        assert all(0 <= error <= 1 for error in curve["error_rate"])
+    assert "country moved by -2:" in process.stdout
+    assert (tmp_path / "position_shortcut" / "shifts.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--shifts=-100,0"], "leaves less than one word"),
+    (["--shifts", "0,far"], "--shifts expects comma-separated int values"),
+    (["--cells", "rnn"], "unknown rnn"),
+])
+def test_position_shortcut_bad_arguments_exit_2(arguments, message):
+    process = run_python(["recipes/position_shortcut.py", *arguments])
+    assert process.returncode == 2 and message in process.stderr
+    assert "Traceback" not in process.stderr
