@@ -8,9 +8,8 @@ the adding problem (T = 100) this recipe measures ‖∂loss/∂x_t‖, averaged
 sequences, against the distance T − t, for a SimpleRNN and an LSTM, at initialization and after
 training with the adding recipe's settings.
 
-The README shows one run (seed 0): the untrained LSTM's gradient fades faster than the untrained
-SimpleRNN's, and after training the LSTM's reaches back across the whole sequence while the
-SimpleRNN's vanishes.
+Each cell is measured with several seeds; the figure draws each seed thinly and the median over
+seeds boldly. The README explains what it shows.
 
 Run it:
     python recipes/vanishing_gradients.py            # results/vanishing_gradients/
@@ -35,13 +34,14 @@ class Config:
     steps: int = dataclasses.field(default=3000, metadata={"help": "training budget in steps"})
     batch_size: int = dataclasses.field(default=32, metadata={"help": "sequences per step"})
     learning_rate: float = dataclasses.field(default=1e-2, metadata={"help": "Adam's rate"})
-    seed: int = dataclasses.field(default=0, metadata={"help": "seed of weights and data"})
+    seeds: int = dataclasses.field(default=3, metadata={
+        "help": "seeds per cell (0, 1, ...): each sets the weights and the training data"})
     smoke: bool = dataclasses.field(default=False, metadata={"help": "a tiny run for the tests"})
     results: str = dataclasses.field(default="results", metadata={
         "help": "directory for gradients.json and gradients.png (in DIR/vanishing_gradients/)"})
 
 
-SMOKE = {"seq_len": 10, "units": 8, "steps": 20, "batch_size": 8}
+SMOKE = {"seq_len": 10, "units": 8, "steps": 20, "batch_size": 8, "seeds": 2}
 
 
 def gradient_by_distance(model, task, inputs, targets):
@@ -58,14 +58,20 @@ def gradient_by_distance(model, task, inputs, targets):
 
 
 def plot(measured, path, seq_len):
-    """The gradient norm against the distance (log axis): dashed initial, solid trained."""
+    """The gradient norm against the distance (log axis): dashed initial, solid trained; the
+    median over seeds bold, each seed thin."""
     import common
 
     figure, axes = common.new_figure((6.5, 4))
     for index, (cell, curves) in enumerate(measured.items()):
         color = f"C{index}"
-        axes.plot(curves["initial"], color=color, linestyle="--", label=f"{cell}, initial")
-        axes.plot(curves["trained"], color=color, label=f"{cell}, trained")
+        for run in curves["runs"]:
+            axes.plot(run["initial"], color=color, linestyle="--", linewidth=0.5, alpha=0.5)
+            axes.plot(run["trained"], color=color, linewidth=0.5, alpha=0.5)
+        seeds = len(curves["runs"])
+        axes.plot(curves["initial"], color=color, linestyle="--",
+                  label=f"{cell}, initial (median of {seeds} seeds)")
+        axes.plot(curves["trained"], color=color, label=f"{cell}, trained (median)")
     axes.set_yscale("log")
     axes.set_xlabel("distance T − t from the input to the end of the sequence")
     axes.set_ylabel("mean ‖∂loss/∂x_t‖")
@@ -79,6 +85,7 @@ def main(argv=None):
     cells = cli.parse_cells(config.cells)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
+    import numpy as np
 
     import common
     import kala
@@ -90,19 +97,27 @@ def main(argv=None):
 
     measured = {}
     for cell in cells:
-        keras.utils.set_random_seed(config.seed)
-        model = kala.build_model(cell, config.units, **task.model_options)
-        initial = gradient_by_distance(model, task, inputs, targets)
-        result = kala.train(model, task, steps=config.steps, batch_size=config.batch_size,
-                            learning_rate=config.learning_rate, seed=config.seed)
-        trained = gradient_by_distance(model, task, inputs, targets)
-        measured[cell] = {"initial": initial, "trained": trained, "solved": result.solved,
-                          "sequences_seen": result.sequences_seen, "metric": result.metric,
-                          "steps": result.steps, "seconds": round(result.seconds, 2)}
-        print(f"{cell}: gradient at distance {len(initial) - 1} / at distance 0: "
-              f"{initial[-1] / initial[0]:.2e} initially, {trained[-1] / trained[0]:.2e} after "
-              f"training ({'solved' if result.solved else 'not solved'}, {result.steps:,} "
-              f"steps, test mse {result.metric:.4f})", flush=True)
+        runs = []
+        for seed in range(config.seeds):
+            keras.utils.set_random_seed(seed)
+            model = kala.build_model(cell, config.units, **task.model_options)
+            initial = gradient_by_distance(model, task, inputs, targets)
+            result = kala.train(model, task, steps=config.steps, batch_size=config.batch_size,
+                                learning_rate=config.learning_rate, seed=seed)
+            trained = gradient_by_distance(model, task, inputs, targets)
+            runs.append({"seed": seed, "initial": initial, "trained": trained,
+                         "solved": result.solved, "sequences_seen": result.sequences_seen,
+                         "metric": result.metric, "steps": result.steps,
+                         "seconds": round(result.seconds, 2)})
+            print(f"{cell} seed {seed}: gradient at distance {len(initial) - 1} / at distance 0: "
+                  f"{ratio(initial)} initially, {ratio(trained)} after training "
+                  f"({'solved' if result.solved else 'not solved'}, {result.steps:,} steps, test "
+                  f"mse {result.metric:.4f}, {result.seconds:.0f} s)", flush=True)
+        measured[cell] = {
+            "initial": np.median([run["initial"] for run in runs], axis=0).tolist(),
+            "trained": np.median([run["trained"] for run in runs], axis=0).tolist(),
+            "runs": runs,
+        }
 
     out_dir = os.path.join(config.results, RECIPE)
     common.write_json(os.path.join(out_dir, "gradients.json"), {
@@ -111,6 +126,10 @@ def main(argv=None):
     })
     plot(measured, os.path.join(out_dir, "gradients.png"), config.seq_len)
     print(f"written to {out_dir}/gradients.json and gradients.png")
+
+
+def ratio(curve):
+    return f"{curve[-1] / curve[0]:.2e}" if curve[0] > 0 else "undefined (0 at distance 0)"
 
 
 if __name__ == "__main__":

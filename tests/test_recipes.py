@@ -262,6 +262,11 @@ def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
         assert len(curves["initial"]) == len(curves["trained"]) == 10
         assert all(value > 0 for value in curves["initial"])
         assert curves["initial"] != curves["trained"]  # Training changed the weights.
+        # The bold curve is the median of the seeds' curves (two seeds: their mean).
+        first, second = curves["runs"]
+        assert (first["seed"], second["seed"]) == (0, 1) and first["initial"] != second["initial"]
+        np.testing.assert_allclose(
+            curves["initial"], (np.array(first["initial"]) + second["initial"]) / 2, rtol=1e-6)
     assert (tmp_path / "vanishing_gradients" / "gradients.png").stat().st_size > 10_000
 
 
