@@ -152,7 +152,8 @@ def _train_in_worker(arguments):
 
 
 def _start_worker(threads):
-    """A worker process: Ctrl-C is the parent's to handle; TensorFlow gets its share of cores."""
+    """A worker process: Ctrl-C is the parent's to handle; TensorFlow gets its share of the CPU
+    cores and, on a GPU, only the memory it uses (by default each process would take it all)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -160,6 +161,8 @@ def _start_worker(threads):
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
 
 
 def trained_runs(config, plan):
