@@ -80,6 +80,9 @@ class Config:
         "help": "the complete sweep: gaps 10 to 300, 3 seeds, 4,000 steps"})
     smoke: bool = dataclasses.field(default=False, metadata={
         "help": "a tiny sweep to check that everything works"})
+    report_only: bool = dataclasses.field(default=False, metadata={
+        "help": "train nothing: write the table and figure again from DIR/long_gap/summary.json "
+                "(for example of a sweep that was interrupted)"})
     results: str = dataclasses.field(default="results", metadata={
         "help": "directory for summary.json, summary.md and long_gap.png (in DIR/long_gap/)"})
 
@@ -242,14 +245,18 @@ def plot(table, path, title, metric_name):
     figure, (solved_axes, metric_axes) = common.new_figure((11, 4), columns=2)
     lines = dict.fromkeys((row["cell"], row["learning_rate"]) for row in table)
     several_rates = len({cell for cell, _ in lines}) < len(lines)
-    for cell, learning_rate in lines:
+    for index, (cell, learning_rate) in enumerate(lines):
         rows = sorted((row for row in table
                        if (row["cell"], row["learning_rate"]) == (cell, learning_rate)),
                       key=lambda row: row["gap"])
-        label = f"{cell} (lr {learning_rate:g})" if several_rates else cell
+        # Lines that coincide stay visible: each later one is thinner, dashed, with a smaller
+        # marker.
+        style = {"label": f"{cell} (lr {learning_rate:g})" if several_rates else cell,
+                 "marker": "os^vD<>p"[index % 8], "markersize": max(3, 9 - 2 * index),
+                 "linewidth": max(1, 3 - index), "linestyle": "-" if index == 0 else "--"}
         gaps = [row["gap"] for row in rows]
-        solved_axes.plot(gaps, [row["success_rate"] for row in rows], marker="o", label=label)
-        metric_axes.plot(gaps, [row["median_metric"] for row in rows], marker="o", label=label)
+        solved_axes.plot(gaps, [row["success_rate"] for row in rows], **style)
+        metric_axes.plot(gaps, [row["median_metric"] for row in rows], **style)
     gaps = sorted({row["gap"] for row in table})
     metric_axes.axhline(table[0]["baseline"], color="grey", linestyle="--",
                         label="chance (a model that remembers nothing)")
@@ -272,18 +279,21 @@ def plot(table, path, title, metric_name):
 
 def main(argv=None):
     config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE, full=FULL)
+    out_dir = os.path.join(config.results, RECIPE)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if config.report_only:
+        report(load_summary(out_dir), out_dir)
+        return
     cells = cli.parse_cells(config.cells)
     gaps = cli.parse_list(config.gaps, int, "gaps", positive=True)
     if config.learning_rate != "tuned":
         learning_rates(config, cells[0])  # A bad list ends the run now, not in a worker.
     # TensorFlow takes seconds to import: load it once the arguments are known to be good.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import common
 
     with cli.bad_arguments_exit():
         tasks = {gap: make_task(config, gap) for gap in gaps}
     metric_name = tasks[gaps[0]].metric_name
-    out_dir = os.path.join(config.results, RECIPE)
     plan = [(config, cell, gap, learning_rate, seed)
             for gap in gaps for cell in cells for learning_rate in learning_rates(config, cell)
             for seed in range(config.first_seed, config.first_seed + config.seeds)]
@@ -313,23 +323,54 @@ def main(argv=None):
             common.write_json(os.path.join(out_dir, "summary.json"), summary)
     except KeyboardInterrupt:
         print(f"\n{RECIPE}: interrupted; the {len(runs)} finished runs are in "
-              f"{out_dir}/summary.json", file=sys.stderr)
+              f"{out_dir}/summary.json (--report-only tabulates them)", file=sys.stderr)
         sys.exit(cli.EXIT_INTERRUPTED)
 
+    report(summary, out_dir)
+
+
+TITLES = {"long_gap": '"I grew up in France … I speak fluent French"',
+          "adding": "The adding problem", "copy": "Copy memory"}
+
+
+def report(summary, out_dir):
+    """Writes summary.md and long_gap.png from the runs of `summary` and prints the table."""
+    import common
+
+    runs, metric_name = summary["runs"], summary["metric_name"]
     table = summarise(runs)
-    several_rates = len({(run["cell"], run["learning_rate"]) for run in runs}) > len(cells)
+    several_rates = len({(run["cell"], run["learning_rate"]) for run in runs}) \
+        > len({run["cell"] for run in runs})
     if several_rates:
         summary["best_learning_rates"] = best_learning_rates(runs)
         common.write_json(os.path.join(out_dir, "summary.json"), summary)
     common.write_text(os.path.join(out_dir, "summary.md"), markdown(table, metric_name))
     plot(table, os.path.join(out_dir, "long_gap.png"),
-         f"{tasks[gaps[0]].name}: success against the gap", metric_name)
+         f"{TITLES[summary['config']['task']]}: success against the gap", metric_name)
     print()
     print(markdown(table, metric_name), end="")
     if several_rates:
         print("best learning rate per cell (most runs solved, then fewest sequences): "
-              + ", ".join(f"{cell} {rate:g}" for cell, rate in summary["best_learning_rates"].items()))
+              + ", ".join(f"{cell} {rate:g}"
+                          for cell, rate in summary["best_learning_rates"].items()))
     print(f"written to {out_dir}/summary.json, summary.md and long_gap.png")
+
+
+def load_summary(out_dir):
+    """The summary.json of an earlier sweep; a missing or unreadable one ends the run."""
+    import json
+
+    path = os.path.join(out_dir, "summary.json")
+    try:
+        with open(path) as file:
+            summary = json.load(file)
+    except FileNotFoundError:
+        cli.fail(f"--report-only: {path} does not exist; run a sweep with --results first")
+    except (OSError, ValueError) as error:
+        cli.fail(f"--report-only: cannot read {path}: {error}")
+    if not isinstance(summary, dict) or summary.get("recipe") != RECIPE or not summary.get("runs"):
+        cli.fail(f"--report-only: {path} is not the summary of a {RECIPE} sweep with runs")
+    return summary
 
 
 if __name__ == "__main__":

@@ -307,3 +307,31 @@ def test_position_shortcut_bad_arguments_exit_2(arguments, message):
     process = run_python(["recipes/position_shortcut.py", *arguments])
     assert process.returncode == 2 and message in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_long_gap_report_only_tabulates_an_earlier_sweep(tmp_path):
+    def run(cell, gap, seed, sequences):
+        return {"cell": cell, "gap": gap, "learning_rate": 0.01, "seed": seed,
+                "solved": sequences is not None, "sequences_seen": sequences,
+                "metric": 0.01 if sequences else 0.86, "baseline": 0.875, "seconds": 5.0,
+                "parameters": 1000}
+
+    summary = {"recipe": "long_gap", "config": {"task": "long_gap"}, "metric_name": "error_rate",
+               "runs": [run("lstm", 10, 0, 6400), run("lstm", 10, 1, 9600),
+                        run("lstm", 100, 0, None), run("lstm", 100, 1, 64000)]}
+    (tmp_path / "long_gap").mkdir()
+    (tmp_path / "long_gap" / "summary.json").write_text(json.dumps(summary))
+    process = run_python(["recipes/long_gap.py", "--report-only", "--results", str(tmp_path)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    table = (tmp_path / "long_gap" / "summary.md").read_text()
+    assert "| lstm | 0.01 | 1,000 | 10 | 100% of 2 | 8,000 | 0.010 (0.875) | 5 |" in table
+    assert "| lstm | 0.01 | 1,000 | 100 | 50% of 2 | 64,000 | 0.435 (0.875) | 5 |" in table
+    assert (tmp_path / "long_gap" / "long_gap.png").stat().st_size > 10_000
+
+    (tmp_path / "long_gap" / "summary.json").write_text("{not json")
+    broken = run_python(["recipes/long_gap.py", "--report-only", "--results", str(tmp_path)])
+    assert broken.returncode == 2 and "cannot read" in broken.stderr
+    missing = run_python(["recipes/long_gap.py", "--report-only", "--results",
+                          str(tmp_path / "nothing")])
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in broken.stderr + missing.stderr
