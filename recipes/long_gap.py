@@ -306,9 +306,10 @@ def main(argv=None):
                 run["seed"])
 
     runs = []
+    started = time.monotonic()
     summary = {"recipe": RECIPE, "command": " ".join(["python", *sys.argv]),
                "config": dataclasses.asdict(config), "metric_name": metric_name,
-               "machine": common.machine(), "runs": runs}
+               "machine": common.machine(), "wall_seconds": 0, "runs": runs}
     try:
         for run in trained_runs(config, plan):
             runs.append(run)
@@ -319,6 +320,7 @@ def main(argv=None):
                   f"{run['learning_rate']:g} seed {run['seed']}: {outcome}; {metric_name} "
                   f"{run['metric']:.3f} (chance {run['baseline']:.3f}); {run['seconds']:.0f} s",
                   flush=True)
+            summary["wall_seconds"] = round(time.monotonic() - started)
             # Written after every run, whole, so an interrupted sweep keeps what it measured.
             common.write_json(os.path.join(out_dir, "summary.json"), summary)
     except KeyboardInterrupt:
@@ -353,7 +355,9 @@ def report(summary, out_dir):
         print("best learning rate per cell (most runs solved, then fewest sequences): "
               + ", ".join(f"{cell} {rate:g}"
                           for cell, rate in summary["best_learning_rates"].items()))
-    print(f"written to {out_dir}/summary.json, summary.md and long_gap.png")
+    print(f"written to {out_dir}/summary.json, summary.md and long_gap.png"
+          + (f"; the sweep took {summary['wall_seconds'] / 60:.1f} min"
+             if summary.get("wall_seconds") else ""))
 
 
 def load_summary(out_dir):
