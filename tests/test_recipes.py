@@ -291,9 +291,12 @@ def test_position_shortcut_smoke_tests_every_shift(tmp_path):
         measured = json.load(file)
     assert measured["shifts"] == [-2, 0, 2]
     assert set(measured["cells"]) == {"simple_rnn", "lstm"}
-    for curve in measured["cells"].values():
-        assert len(curve["error_rate"]) == 3
-        assert all(0 <= error <= 1 for error in curve["error_rate"])
+    for cell, curves in measured["cells"].items():
+        assert [run["seed"] for run in curves["runs"]] == [0, 1]
+        for run in curves["runs"]:
+            assert len(run["error_rate"]) == 3
+            assert all(0 <= error <= 1 for error in run["error_rate"])
+            assert run["learning_rate"] == {"simple_rnn": 1e-3, "lstm": 1e-2}[cell]
     assert "country moved by -2:" in process.stdout
     assert (tmp_path / "position_shortcut" / "shifts.png").stat().st_size > 10_000
 
@@ -302,6 +305,8 @@ def test_position_shortcut_smoke_tests_every_shift(tmp_path):
     (["--shifts=-100,0"], "leaves less than one word"),
     (["--shifts", "0,far"], "--shifts expects comma-separated int values"),
     (["--cells", "rnn"], "unknown rnn"),
+    (["--cells", "gru"], "no rate measured for gru"),
+    (["--learning-rate", "1e-3,1e-2"], "expects 'best' or one rate"),
 ])
 def test_position_shortcut_bad_arguments_exit_2(arguments, message):
     process = run_python(["recipes/position_shortcut.py", *arguments])
