@@ -62,7 +62,7 @@ SMOKE = {"gap": 6, "shifts": "-2,0,2", "units": 8, "steps": 20, "batch_size": 8,
 def plot(measured, path, gap):
     import common
 
-    figure, axes = common.new_figure((6.5, 4))
+    figure, axes = common.new_figure((6.5, 5))
     for index, (cell, curves) in enumerate(measured["cells"].items()):
         color = f"C{index}"
         for run in curves["runs"]:
@@ -76,11 +76,11 @@ def plot(measured, path, gap):
                             "that solved it)")
     axes.axhline(measured["baseline"], color="grey", linestyle="--", label="chance")
     axes.axvline(0, color="grey", linewidth=0.5)
-    axes.set_ylim(0, 1)
+    axes.set_ylim(-0.02, 1.05)
     axes.set_xlabel(f"country moved by (words; trained at exactly {gap} words from the question)")
     axes.set_ylabel("test error rate")
     axes.set_title("Trained with the country at a fixed distance")
-    axes.legend()
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small")
     common.save_figure(figure, path)
 
 
