@@ -29,6 +29,7 @@ Run it:
 import dataclasses
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import time
@@ -157,8 +158,6 @@ def _train_in_worker(arguments):
 def _start_worker(threads):
     """A worker process: Ctrl-C is the parent's to handle; TensorFlow gets its share of the CPU
     cores and, on a GPU, only the memory it uses (by default each process would take it all)."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import tensorflow as tf
 
@@ -176,6 +175,8 @@ def trained_runs(config, plan):
         return
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     context = multiprocessing.get_context("spawn")
+    # Ctrl-C raises KeyboardInterrupt here even where the shell started us ignoring it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     pool = context.Pool(config.jobs, initializer=_start_worker, initargs=(threads,))
     try:
         yield from pool.imap_unordered(_train_in_worker, plan)
@@ -183,6 +184,7 @@ def trained_runs(config, plan):
     finally:
         pool.terminate()
         pool.join()
+        signal.signal(signal.SIGINT, previous)
 
 
 def summarise(runs):
@@ -314,15 +316,16 @@ def main(argv=None):
         for run in trained_runs(config, plan):
             runs.append(run)
             runs.sort(key=order)
+            summary["wall_seconds"] = round(time.monotonic() - started)
+            # Written after every run, whole, before it is announced, so an interrupted sweep
+            # keeps every run it reported.
+            common.write_json(os.path.join(out_dir, "summary.json"), summary)
             outcome = (f"solved after {run['sequences_seen']:,} sequences" if run["solved"]
                        else "not solved")
             print(f"[{len(runs)}/{len(plan)}] {run['cell']} gap {run['gap']} lr "
                   f"{run['learning_rate']:g} seed {run['seed']}: {outcome}; {metric_name} "
                   f"{run['metric']:.3f} (chance {run['baseline']:.3f}); {run['seconds']:.0f} s",
                   flush=True)
-            summary["wall_seconds"] = round(time.monotonic() - started)
-            # Written after every run, whole, so an interrupted sweep keeps what it measured.
-            common.write_json(os.path.join(out_dir, "summary.json"), summary)
     except KeyboardInterrupt:
         print(f"\n{RECIPE}: interrupted; the {len(runs)} finished runs are in "
               f"{out_dir}/summary.json (--report-only tabulates them)", file=sys.stderr)

@@ -177,7 +177,8 @@ def test_long_gap_smoke_sweep_writes_its_summary(tmp_path, task):
     assert {(run["cell"], run["learning_rate"]) for run in summary["runs"]} == {
         (cell, long_gap.TUNED_LEARNING_RATES[cell]) for cell in ("simple_rnn", "lstm")}
     table = (tmp_path / "long_gap" / "summary.md").read_text()
-    row = f"| lstm | 0.01 | {summary['runs'][-1]['parameters']:,} | 4 |"
+    row = (f"| lstm | {long_gap.TUNED_LEARNING_RATES['lstm']:g} | "
+           f"{summary['runs'][-1]['parameters']:,} | 4 |")
     assert table.count("\n") == 2 + 4 and row in table
     assert row in process.stdout  # The table is printed too.
     assert (tmp_path / "long_gap" / "long_gap.png").stat().st_size > 10_000
