@@ -260,6 +260,8 @@ def plot(table, path, title, metric_name):
         solved_axes.plot(gaps, [row["success_rate"] for row in rows], **style)
         metric_axes.plot(gaps, [row["median_metric"] for row in rows], **style)
     gaps = sorted({row["gap"] for row in table})
+    solved_axes.axhline(0, color="grey", linestyle="--",
+                        label="chance (guessing never solves it)")
     metric_axes.axhline(table[0]["baseline"], color="grey", linestyle="--",
                         label="chance (a model that remembers nothing)")
     solved_axes.set_ylim(-0.05, 1.05)
@@ -273,7 +275,7 @@ def plot(table, path, title, metric_name):
         axes.xaxis.set_major_formatter(ticker.ScalarFormatter())
         axes.xaxis.set_minor_locator(ticker.NullLocator())
         axes.set_xlabel("gap (steps between the information and where it is needed)")
-    solved_axes.legend()
+    solved_axes.legend(fontsize="small")
     metric_axes.legend(fontsize="small")
     figure.suptitle(title)
     common.save_figure(figure, path)
