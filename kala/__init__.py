@@ -4,6 +4,7 @@ The library, in the order a run uses it:
 
 - `kala.tasks`: sequence tasks as tf.data pipelines (the long-gap language task, the adding
   problem, copy memory), each with its loss, metric, success criterion and baseline.
+- `kala.cells`: the essay's cells written out step by step, weight for weight like Keras's.
 - `kala.build_model`: SimpleRNN, LSTM and GRU models from Keras's built-in layers.
 - `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved
   and resumes from checkpoints.
@@ -12,10 +13,11 @@ The library, in the order a run uses it:
 The library never prints and never reads the command line; the scripts in `recipes/` do.
 """
 
-from kala import tasks
+from kala import cells, tasks
 from kala.export import export_model
 from kala.models import build_model
 from kala.training import Progress, Trainer, TrainResult, train
 
-__all__ = ["Progress", "TrainResult", "Trainer", "build_model", "export_model", "tasks", "train"]
+__all__ = ["Progress", "TrainResult", "Trainer", "build_model", "cells", "export_model", "tasks",
+           "train"]
 __version__ = "0.1.0"

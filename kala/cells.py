@@ -1,0 +1,153 @@
+"""The essay's cells, written out: one step of each, top to bottom, as the essay tells it.
+
+Each cell is a Keras cell for `keras.layers.RNN(cell)`, with the same weights, in the same layout,
+as Keras's built-in cell of the same name, so that weights move between them with `get_weights`
+and `set_weights` (tests/test_cells.py checks outputs and gradients against the built-ins). The
+built-in layers are faster, and take cuDNN on a GPU; these are for reading, and for the variants
+that Keras does not have.
+
+Shapes: B is the batch, D the input features, H the units.
+
+This module imports nothing else from kala.
+"""
+
+import keras
+from keras import ops
+
+
+def _check_units(units):
+    if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+        raise ValueError(f"`units` must be an integer >= 1. Received: units={units!r}")
+
+
+def _single_state(states):
+    return states[0] if isinstance(states, (list, tuple)) else states
+
+
+@keras.saving.register_keras_serializable(package="kala")
+class SimpleRNNCell(keras.layers.Layer):
+    """The plain RNN of the essay's first diagram: one tanh layer that mixes the input with the
+    previous output. Weights as `keras.layers.SimpleRNNCell`: kernel (D, H), recurrent kernel
+    (H, H), bias (H)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        _check_units(units)
+        self.units = units
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        self.kernel = self.add_weight(shape=(features, self.units), name="kernel",
+                                      initializer="glorot_uniform")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                name="recurrent_kernel", initializer="orthogonal")
+        self.bias = self.add_weight(shape=(self.units,), name="bias", initializer="zeros")
+
+    def call(self, inputs, states, training=False):
+        h_prev = _single_state(states)                      # (B, H)
+        h = ops.tanh(ops.matmul(inputs, self.kernel)        # (B, D) @ (D, H)
+                     + ops.matmul(h_prev, self.recurrent_kernel)
+                     + self.bias)                           # (B, H)
+        return h, [h] if isinstance(states, (list, tuple)) else h
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="kala")
+class LSTMCell(keras.layers.Layer):
+    """The LSTM as the essay walks through it: forget gate, input gate and candidate, the new cell
+    state, output gate, hidden state. Weights as `keras.layers.LSTMCell`, gates in the order i, f,
+    c, o: kernel (D, 4H), recurrent kernel (H, 4H), bias (4H), the forget gate's bias starting
+    at 1 (Jozefowicz et al. 2015)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        _check_units(units)
+        self.units = units
+        self.state_size = [units, units]
+        self.output_size = units
+
+    def build(self, input_shape):
+        features, units = input_shape[-1], self.units
+        self.kernel = self.add_weight(shape=(features, 4 * units), name="kernel",
+                                      initializer="glorot_uniform")
+        self.recurrent_kernel = self.add_weight(shape=(units, 4 * units),
+                                                name="recurrent_kernel", initializer="orthogonal")
+
+        def forget_bias_one(shape, dtype=None):
+            zeros = keras.initializers.Zeros()((units,), dtype=dtype)
+            ones = keras.initializers.Ones()((units,), dtype=dtype)
+            return ops.concatenate([zeros, ones, zeros, zeros])
+
+        self.bias = self.add_weight(shape=(4 * units,), name="bias", initializer=forget_bias_one)
+
+    def call(self, inputs, states, training=False):
+        h_prev, c_prev = states                                   # (B, H) each
+        # Every gate looks at the input and the previous output: [h_prev, x] times its weights.
+        z = (ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
+             + self.bias)                                         # (B, 4H)
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)             # (B, H) each
+        forget = ops.sigmoid(z_f)      # what to keep of the old cell state, 0 to 1 per number
+        input_gate = ops.sigmoid(z_i)  # which numbers to update
+        candidate = ops.tanh(z_c)      # the new values that could be added, -1 to 1
+        c = forget * c_prev + input_gate * candidate              # the new cell state
+        output_gate = ops.sigmoid(z_o)  # which parts of the cell state to output
+        h = output_gate * ops.tanh(c)                             # (B, H)
+        return h, [h, c]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="kala")
+class GRUCell(keras.layers.Layer):
+    """The GRU (Cho et al. 2014) as the essay shows it: an update gate that both forgets and
+    writes, and a reset gate that decides how much of the past the candidate sees. Weights as
+    `keras.layers.GRUCell`, gates in the order z, r, h: kernel (D, 3H), recurrent kernel (H, 3H);
+    with `reset_after=True` (Keras's default, the form cuDNN runs) the reset gate applies after
+    the recurrent matrix and the bias is (2, 3H), one row for the input and one for the recurrent
+    part; with `reset_after=False` (Cho et al.'s form) it applies before, and the bias is (3H)."""
+
+    def __init__(self, units, reset_after=True, **kwargs):
+        super().__init__(**kwargs)
+        _check_units(units)
+        if not isinstance(reset_after, bool):
+            raise ValueError(f"`reset_after` must be True or False. Received: "
+                             f"reset_after={reset_after!r}")
+        self.units = units
+        self.reset_after = reset_after
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape):
+        features, units = input_shape[-1], self.units
+        self.kernel = self.add_weight(shape=(features, 3 * units), name="kernel",
+                                      initializer="glorot_uniform")
+        self.recurrent_kernel = self.add_weight(shape=(units, 3 * units),
+                                                name="recurrent_kernel", initializer="orthogonal")
+        bias_shape = (2, 3 * units) if self.reset_after else (3 * units,)
+        self.bias = self.add_weight(shape=bias_shape, name="bias", initializer="zeros")
+
+    def call(self, inputs, states, training=False):
+        h_prev = _single_state(states)                                     # (B, H)
+        input_bias, recurrent_bias = ((self.bias[0], self.bias[1]) if self.reset_after
+                                      else (self.bias, 0.0))
+        x_z, x_r, x_h = ops.split(ops.matmul(inputs, self.kernel) + input_bias, 3, axis=-1)
+        r_z, r_r, r_h = ops.split(self.recurrent_kernel, 3, axis=-1)      # (H, H) each
+        b_z, b_r, b_h = (ops.split(recurrent_bias, 3, axis=-1) if self.reset_after
+                         else (0.0, 0.0, 0.0))
+        update = ops.sigmoid(x_z + ops.matmul(h_prev, r_z) + b_z)  # how much of the past to keep
+        reset = ops.sigmoid(x_r + ops.matmul(h_prev, r_r) + b_r)   # how much the candidate sees
+        if self.reset_after:
+            candidate = ops.tanh(x_h + reset * (ops.matmul(h_prev, r_h) + b_h))
+        else:
+            candidate = ops.tanh(x_h + ops.matmul(reset * h_prev, r_h))
+        # One gate forgets and writes at once: keep `update` of the old, add the rest of the new.
+        h = update * h_prev + (1.0 - update) * candidate                   # (B, H)
+        return h, [h] if isinstance(states, (list, tuple)) else h
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "reset_after": self.reset_after}
