@@ -24,6 +24,50 @@ def _single_state(states):
     return states[0] if isinstance(states, (list, tuple)) else states
 
 
+def _gates_bias(units, blocks, ones_at=None):
+    """A bias initializer for `blocks` gates of `units` each, ones in block `ones_at`."""
+
+    def initializer(shape, dtype=None):
+        parts = [(keras.initializers.Ones() if index == ones_at else keras.initializers.Zeros())(
+            (units,), dtype=dtype) for index in range(blocks)]
+        return ops.concatenate(parts)
+
+    return initializer
+
+
+class _GatedCell(keras.layers.Layer):
+    """What the LSTM variants share: `blocks` gates, each reading [h_prev, x]; the state is
+    (h, c)."""
+
+    blocks = 4
+    forget_block = None
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        _check_units(units)
+        self.units = units
+        self.state_size = [units, units]
+        self.output_size = units
+
+    def build(self, input_shape):
+        features, units, blocks = input_shape[-1], self.units, self.blocks
+        self.kernel = self.add_weight(shape=(features, blocks * units), name="kernel",
+                                      initializer="glorot_uniform")
+        self.recurrent_kernel = self.add_weight(shape=(units, blocks * units),
+                                                name="recurrent_kernel", initializer="orthogonal")
+        self.bias = self.add_weight(shape=(blocks * units,), name="bias",
+                                    initializer=_gates_bias(units, blocks, self.forget_block))
+
+    def _preactivations(self, inputs, h_prev):
+        z = (ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
+             + self.bias)                                                # (B, blocks·H)
+        return ops.split(z, self.blocks, axis=-1)                         # (B, H) each
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+
 @keras.saving.register_keras_serializable(package="kala")
 class SimpleRNNCell(keras.layers.Layer):
     """The plain RNN of the essay's first diagram: one tanh layer that mixes the input with the
@@ -57,39 +101,18 @@ class SimpleRNNCell(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kala")
-class LSTMCell(keras.layers.Layer):
+class LSTMCell(_GatedCell):
     """The LSTM as the essay walks through it: forget gate, input gate and candidate, the new cell
     state, output gate, hidden state. Weights as `keras.layers.LSTMCell`, gates in the order i, f,
     c, o: kernel (D, 4H), recurrent kernel (H, 4H), bias (4H), the forget gate's bias starting
     at 1 (Jozefowicz et al. 2015)."""
 
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        _check_units(units)
-        self.units = units
-        self.state_size = [units, units]
-        self.output_size = units
-
-    def build(self, input_shape):
-        features, units = input_shape[-1], self.units
-        self.kernel = self.add_weight(shape=(features, 4 * units), name="kernel",
-                                      initializer="glorot_uniform")
-        self.recurrent_kernel = self.add_weight(shape=(units, 4 * units),
-                                                name="recurrent_kernel", initializer="orthogonal")
-
-        def forget_bias_one(shape, dtype=None):
-            zeros = keras.initializers.Zeros()((units,), dtype=dtype)
-            ones = keras.initializers.Ones()((units,), dtype=dtype)
-            return ops.concatenate([zeros, ones, zeros, zeros])
-
-        self.bias = self.add_weight(shape=(4 * units,), name="bias", initializer=forget_bias_one)
+    forget_block = 1
 
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states                                   # (B, H) each
         # Every gate looks at the input and the previous output: [h_prev, x] times its weights.
-        z = (ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
-             + self.bias)                                         # (B, 4H)
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)             # (B, H) each
+        z_i, z_f, z_c, z_o = self._preactivations(inputs, h_prev)  # (B, H) each
         forget = ops.sigmoid(z_f)      # what to keep of the old cell state, 0 to 1 per number
         input_gate = ops.sigmoid(z_i)  # which numbers to update
         candidate = ops.tanh(z_c)      # the new values that could be added, -1 to 1
@@ -97,9 +120,6 @@ class LSTMCell(keras.layers.Layer):
         output_gate = ops.sigmoid(z_o)  # which parts of the cell state to output
         h = output_gate * ops.tanh(c)                             # (B, H)
         return h, [h, c]
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
 
 
 @keras.saving.register_keras_serializable(package="kala")
@@ -151,3 +171,71 @@ class GRUCell(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "reset_after": self.reset_after}
+
+
+@keras.saving.register_keras_serializable(package="kala")
+class PeepholeLSTMCell(_GatedCell):
+    """The LSTM with peephole connections (Gers & Schmidhuber 2000): the input and forget gates
+    also look at the previous cell state, the output gate at the new one. Weights: the LSTM's
+    (gates i, f, c, o), then three diagonal peephole vectors (H) for the input, forget and output
+    gates."""
+
+    forget_block = 1
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for gate in ("input", "forget", "output"):
+            setattr(self, f"{gate}_peephole", self.add_weight(
+                shape=(self.units,), name=f"{gate}_peephole", initializer="zeros"))
+
+    def call(self, inputs, states, training=False):
+        h_prev, c_prev = states                                           # (B, H) each
+        z_i, z_f, z_c, z_o = self._preactivations(inputs, h_prev)
+        forget = ops.sigmoid(z_f + self.forget_peephole * c_prev)  # it peeks at the old cell
+        input_gate = ops.sigmoid(z_i + self.input_peephole * c_prev)
+        candidate = ops.tanh(z_c)
+        c = forget * c_prev + input_gate * candidate                      # the new cell state
+        output_gate = ops.sigmoid(z_o + self.output_peephole * c)  # it peeks at the new cell
+        h = output_gate * ops.tanh(c)
+        return h, [h, c]
+
+
+@keras.saving.register_keras_serializable(package="kala")
+class CoupledLSTMCell(_GatedCell):
+    """The LSTM with coupled forget and input gates: new values are written only where old ones
+    are forgotten, input gate = 1 - forget gate. No input-gate weights: kernel (D, 3H), recurrent
+    kernel (H, 3H), bias (3H), gates in the order f, c, o; the forget bias starts at 1."""
+
+    blocks = 3
+    forget_block = 0
+
+    def call(self, inputs, states, training=False):
+        h_prev, c_prev = states                                           # (B, H) each
+        z_f, z_c, z_o = self._preactivations(inputs, h_prev)
+        forget = ops.sigmoid(z_f)
+        candidate = ops.tanh(z_c)
+        c = forget * c_prev + (1.0 - forget) * candidate  # forget and write in one decision
+        output_gate = ops.sigmoid(z_o)
+        h = output_gate * ops.tanh(c)
+        return h, [h, c]
+
+
+@keras.saving.register_keras_serializable(package="kala")
+class LSTM1997Cell(_GatedCell):
+    """The original LSTM (Hochreiter & Schmidhuber 1997), before the forget gate existed: the cell
+    only adds, c = c_prev + i·g, with the candidate g squashed to [-2, 2] (4σ(z) - 2) and the cell
+    output to [-1, 1] (2σ(c) - 1). Gates in the order i, c, o: kernel (D, 3H), recurrent kernel
+    (H, 3H), bias (3H)."""
+
+    blocks = 3
+
+    def call(self, inputs, states, training=False):
+        h_prev, c_prev = states                                           # (B, H) each
+        z_i, z_c, z_o = self._preactivations(inputs, h_prev)
+        input_gate = ops.sigmoid(z_i)
+        candidate = 4.0 * ops.sigmoid(z_c) - 2.0                          # in [-2, 2]
+        # Nothing is ever forgotten: the cell is the paper's "constant error carousel".
+        c = c_prev + input_gate * candidate
+        output_gate = ops.sigmoid(z_o)
+        h = output_gate * (2.0 * ops.sigmoid(c) - 1.0)                    # in [-1, 1]
+        return h, [h, c]

@@ -302,7 +302,8 @@ def main(argv=None):
             for gap in gaps for cell in cells for learning_rate in learning_rates(config, cell)
             for seed in range(config.first_seed, config.first_seed + config.seeds)]
     print(f"{RECIPE}: {len(plan)} runs ({', '.join(cells)}; gaps {', '.join(map(str, gaps))}; "
-          f"{config.seeds} seed{'s' if config.seeds > 1 else ''}; {config.steps:,} steps of {config.batch_size}), "
+          f"{config.seeds} seed{'s' if config.seeds > 1 else ''}; {config.steps:,} steps of "
+          f"{config.batch_size}), "
           f"{min(config.jobs, len(plan))} at a time", flush=True)
 
     def order(run):

@@ -98,3 +98,86 @@ def test_a_model_of_essay_cells_exports_and_answers_like_keras(name, tmp_path):
     x = np.random.default_rng(3).normal(size=(2, 9, D)).astype("float32")
     answer = loaded.signatures["serving_default"](sequence=tf.constant(x))
     np.testing.assert_allclose(list(answer.values())[0], model(x), atol=1e-5)
+
+
+# --- The variants that Keras does not have, against the equations in NumPy. ---------------------
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def numpy_peephole(x, kernel, recurrent_kernel, bias, p_i, p_f, p_o):
+    h = c = np.zeros((x.shape[0], H))
+    outputs = []
+    for t in range(x.shape[1]):
+        z_i, z_f, z_c, z_o = np.split(x[:, t] @ kernel + h @ recurrent_kernel + bias, 4, axis=-1)
+        i, f = sigmoid(z_i + p_i * c), sigmoid(z_f + p_f * c)
+        c = f * c + i * np.tanh(z_c)
+        h = sigmoid(z_o + p_o * c) * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs, axis=1)
+
+
+def numpy_coupled(x, kernel, recurrent_kernel, bias):
+    h = c = np.zeros((x.shape[0], H))
+    outputs = []
+    for t in range(x.shape[1]):
+        z_f, z_c, z_o = np.split(x[:, t] @ kernel + h @ recurrent_kernel + bias, 3, axis=-1)
+        f = sigmoid(z_f)
+        c = f * c + (1 - f) * np.tanh(z_c)
+        h = sigmoid(z_o) * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs, axis=1)
+
+
+def numpy_1997(x, kernel, recurrent_kernel, bias):
+    h = c = np.zeros((x.shape[0], H))
+    outputs = []
+    for t in range(x.shape[1]):
+        z_i, z_c, z_o = np.split(x[:, t] @ kernel + h @ recurrent_kernel + bias, 3, axis=-1)
+        c = c + sigmoid(z_i) * (4 * sigmoid(z_c) - 2)
+        h = sigmoid(z_o) * (2 * sigmoid(c) - 1)
+        outputs.append(h)
+    return np.stack(outputs, axis=1)
+
+
+VARIANTS = {
+    "peephole": (cells.PeepholeLSTMCell, numpy_peephole,
+                 [(D, 4 * H), (H, 4 * H), (4 * H,), (H,), (H,), (H,)]),
+    "coupled": (cells.CoupledLSTMCell, numpy_coupled, [(D, 3 * H), (H, 3 * H), (3 * H,)]),
+    "lstm1997": (cells.LSTM1997Cell, numpy_1997, [(D, 3 * H), (H, 3 * H), (3 * H,)]),
+}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_variant_cell_computes_its_equations(name):
+    make, reference, shapes = VARIANTS[name]
+    model = sequence_model(make(H))
+    assert [tuple(w.shape) for w in model.get_weights()] == shapes
+    rng = np.random.default_rng(4)
+    weights = [rng.normal(0, 0.5, size=shape).astype("float32") for shape in shapes]
+    model.set_weights(weights)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    np.testing.assert_allclose(model(x), reference(x.astype("float64"), *weights), atol=1e-5)
+
+
+def test_the_1997_cell_keeps_its_output_between_minus_one_and_one():
+    model = sequence_model(cells.LSTM1997Cell(H))
+    x = np.random.default_rng(5).normal(0, 3, size=(B, 40, D)).astype("float32")
+    outputs = model(x).numpy()
+    assert np.all(np.abs(outputs) <= 1)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_variant_cell_survives_serialization_and_export(name, tmp_path):
+    import kala
+
+    make, _, _ = VARIANTS[name]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, D), name="sequence")
+    model = keras.Model(inputs, keras.layers.RNN(make(H))(inputs))
+    model.save(str(tmp_path / "model.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "model.keras"))
+    x = np.random.default_rng(6).normal(size=(2, 5, D)).astype("float32")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    kala.export_model(model, str(tmp_path / "saved"), "variant")  # Reloads and compares.
