@@ -124,8 +124,10 @@ class LSTMCell(_GatedCell):
 
 @keras.saving.register_keras_serializable(package="kala")
 class GRUCell(keras.layers.Layer):
-    """The GRU (Cho et al. 2014) as the essay shows it: an update gate that both forgets and
-    writes, and a reset gate that decides how much of the past the candidate sees. Weights as
+    """The GRU (Cho et al. 2014), the essay's last variant: an update gate that both forgets and
+    writes, and a reset gate that decides how much of the past the candidate sees. As in Keras,
+    the update gate z is the share of the old state kept (the essay's figure writes it the other
+    way round, z for the share of the new). Weights as
     `keras.layers.GRUCell`, gates in the order z, r, h: kernel (D, 3H), recurrent kernel (H, 3H);
     with `reset_after=True` (Keras's default, the form cuDNN runs) the reset gate applies after
     the recurrent matrix and the bias is (2, 3H), one row for the input and one for the recurrent
