@@ -105,15 +105,15 @@ def write_json(path, payload):
     write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
-def summary_line(recipe, config, result):
+def summary_line(recipe, cell, batch_size, result):
     """The run in one line: solved or not, metric against baseline, sequences, seconds."""
     metric = f"test {result.metric_name} {result.metric:.4f} vs baseline {result.baseline:.4f}"
     if result.solved:
         outcome = f"SOLVED after {result.sequences_seen:,} sequences"
     else:
-        outcome = (f"NOT solved within {result.steps * config.batch_size:,} sequences "
+        outcome = (f"NOT solved within {result.steps * batch_size:,} sequences "
                    f"({result.steps:,} steps)")
-    return f"{recipe}: {config.cell} {outcome}; {metric}; {result.seconds:.0f} s"
+    return f"{recipe}: {cell} {outcome}; {metric}; {result.seconds:.0f} s"
 
 
 @contextlib.contextmanager
@@ -150,6 +150,13 @@ def stop_if(requested, on_progress=None):
     return callback
 
 
+def run_until_ctrl_c(trainer, on_progress=None):
+    """`trainer.run(on_progress)`, where Ctrl-C ends training between two steps: the trainer
+    saves its checkpoint (if it has a directory) and KeyboardInterrupt reaches the caller."""
+    with ctrl_c_between_steps() as ctrl_c_pressed:
+        return trainer.run(on_progress=stop_if(ctrl_c_pressed, on_progress))
+
+
 def run_recipe(recipe, config, task, model, run_name):
     """Trains `model` on `task` as `config` says, prints progress and the summary, writes the
     JSON result into `config.results/recipe/run_name.json`, and exports under `--export`."""
@@ -172,8 +179,7 @@ def run_recipe(recipe, config, task, model, run_name):
           f"sequences; baseline {task.metric_name} {task.baseline:.4f}", flush=True)
     printer = ProgressPrinter(task.metric_name, task.baseline, config.steps)
     try:
-        with ctrl_c_between_steps() as ctrl_c_pressed:
-            result = trainer.run(on_progress=stop_if(ctrl_c_pressed, printer))
+        result = run_until_ctrl_c(trainer, printer)
     except KeyboardInterrupt:
         where = int(trainer.step.numpy())
         hint = (f"; run the same command to resume from {config.checkpoint_dir}"
@@ -208,5 +214,5 @@ def run_recipe(recipe, config, task, model, run_name):
             cli.fail(f"export failed, nothing was published: {error}")
         print(f"exported to {version_dir} (signature serving_default, input "
               f"{model.inputs[0].name!r}, output {model.output_names[0]!r})")
-    print(summary_line(recipe, config, result))
+    print(summary_line(recipe, config.cell, config.batch_size, result))
     return result

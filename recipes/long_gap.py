@@ -139,8 +139,7 @@ def train_one(config, cell, gap, learning_rate, seed, interruptible):
                   f"{task.metric_name} {progress.metric:.3f}", flush=True)
 
     if interruptible:
-        with common.ctrl_c_between_steps() as ctrl_c_pressed:
-            result = trainer.run(on_progress=common.stop_if(ctrl_c_pressed, heartbeat))
+        result = common.run_until_ctrl_c(trainer, heartbeat)
     else:
         result = trainer.run(on_progress=heartbeat)
     return {

@@ -18,7 +18,6 @@ Run it:
 import dataclasses
 import os
 import sys
-import types
 
 import cli
 
@@ -123,17 +122,15 @@ def main(argv=None):
             print(f"{RECIPE}: training {cell} (lr {learning_rate:g}, seed {seed}) with the "
                   f"country exactly {config.gap} words before the question", flush=True)
             printer = common.ProgressPrinter(task.metric_name, task.baseline, config.steps)
+            trainer = kala.Trainer(
+                model, task, steps=config.steps, batch_size=config.batch_size,
+                learning_rate=learning_rate, seed=seed, eval_every=config.eval_every)
             try:
-                with common.ctrl_c_between_steps() as ctrl_c_pressed:
-                    result = kala.train(
-                        model, task, steps=config.steps, batch_size=config.batch_size,
-                        learning_rate=learning_rate, seed=seed, eval_every=config.eval_every,
-                        on_progress=common.stop_if(ctrl_c_pressed, printer))
+                result = common.run_until_ctrl_c(trainer, printer)
             except KeyboardInterrupt:
                 print(f"\n{RECIPE}: interrupted; nothing written", file=sys.stderr)
                 sys.exit(cli.EXIT_INTERRUPTED)
-            run = types.SimpleNamespace(cell=cell, batch_size=config.batch_size)
-            print(common.summary_line(RECIPE, run, result))
+            print(common.summary_line(RECIPE, cell, config.batch_size, result))
             # Inference: the trained model on sentences with the country moved.
             errors = [evaluate(model, shifted[shift]) for shift in shifts]
             runs.append({"seed": seed, "learning_rate": learning_rate, "solved": result.solved,
