@@ -24,6 +24,16 @@ def _single_state(states):
     return states[0] if isinstance(states, (list, tuple)) else states
 
 
+def _add_kernels(layer, features, blocks):
+    """The input and recurrent weights of `blocks` gates side by side: kernel (D, blocks·H),
+    recurrent kernel (H, blocks·H), initialized as Keras's cells do."""
+    units = layer.units
+    layer.kernel = layer.add_weight(shape=(features, blocks * units), name="kernel",
+                                    initializer="glorot_uniform")
+    layer.recurrent_kernel = layer.add_weight(shape=(units, blocks * units),
+                                              name="recurrent_kernel", initializer="orthogonal")
+
+
 def _gates_bias(units, blocks, ones_at=None):
     """A bias initializer for `blocks` gates of `units` each, ones in block `ones_at`."""
 
@@ -50,13 +60,10 @@ class _GatedCell(keras.layers.Layer):
         self.output_size = units
 
     def build(self, input_shape):
-        features, units, blocks = input_shape[-1], self.units, self.blocks
-        self.kernel = self.add_weight(shape=(features, blocks * units), name="kernel",
-                                      initializer="glorot_uniform")
-        self.recurrent_kernel = self.add_weight(shape=(units, blocks * units),
-                                                name="recurrent_kernel", initializer="orthogonal")
-        self.bias = self.add_weight(shape=(blocks * units,), name="bias",
-                                    initializer=_gates_bias(units, blocks, self.forget_block))
+        _add_kernels(self, input_shape[-1], self.blocks)
+        self.bias = self.add_weight(
+            shape=(self.blocks * self.units,), name="bias",
+            initializer=_gates_bias(self.units, self.blocks, self.forget_block))
 
     def _preactivations(self, inputs, h_prev):
         z = (ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
@@ -65,7 +72,6 @@ class _GatedCell(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
-
 
 
 @keras.saving.register_keras_serializable(package="kala")
@@ -82,11 +88,7 @@ class SimpleRNNCell(keras.layers.Layer):
         self.output_size = units
 
     def build(self, input_shape):
-        features = input_shape[-1]
-        self.kernel = self.add_weight(shape=(features, self.units), name="kernel",
-                                      initializer="glorot_uniform")
-        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
-                                                name="recurrent_kernel", initializer="orthogonal")
+        _add_kernels(self, input_shape[-1], 1)
         self.bias = self.add_weight(shape=(self.units,), name="bias", initializer="zeros")
 
     def call(self, inputs, states, training=False):
@@ -145,12 +147,8 @@ class GRUCell(keras.layers.Layer):
         self.output_size = units
 
     def build(self, input_shape):
-        features, units = input_shape[-1], self.units
-        self.kernel = self.add_weight(shape=(features, 3 * units), name="kernel",
-                                      initializer="glorot_uniform")
-        self.recurrent_kernel = self.add_weight(shape=(units, 3 * units),
-                                                name="recurrent_kernel", initializer="orthogonal")
-        bias_shape = (2, 3 * units) if self.reset_after else (3 * units,)
+        _add_kernels(self, input_shape[-1], 3)
+        bias_shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
         self.bias = self.add_weight(shape=bias_shape, name="bias", initializer="zeros")
 
     def call(self, inputs, states, training=False):

@@ -106,46 +106,47 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def numpy_peephole(x, kernel, recurrent_kernel, bias, p_i, p_f, p_o):
-    h = c = np.zeros((x.shape[0], H))
-    outputs = []
-    for t in range(x.shape[1]):
-        z_i, z_f, z_c, z_o = np.split(x[:, t] @ kernel + h @ recurrent_kernel + bias, 4, axis=-1)
-        i, f = sigmoid(z_i + p_i * c), sigmoid(z_f + p_f * c)
-        c = f * c + i * np.tanh(z_c)
-        h = sigmoid(z_o + p_o * c) * np.tanh(c)
-        outputs.append(h)
-    return np.stack(outputs, axis=1)
+def numpy_rnn(step, blocks):
+    """A reference cell in NumPy: runs `step(gates, c) -> (h, c)` over the sequence, where
+    `gates` are the `blocks` pre-activations [h, x] · weights + bias."""
+
+    def run(x, kernel, recurrent_kernel, bias, *extra):
+        h = c = np.zeros((x.shape[0], H))
+        outputs = []
+        for t in range(x.shape[1]):
+            gates = np.split(x[:, t] @ kernel + h @ recurrent_kernel + bias, blocks, axis=-1)
+            h, c = step(gates, c, *extra)
+            outputs.append(h)
+        return np.stack(outputs, axis=1)
+
+    return run
 
 
-def numpy_coupled(x, kernel, recurrent_kernel, bias):
-    h = c = np.zeros((x.shape[0], H))
-    outputs = []
-    for t in range(x.shape[1]):
-        z_f, z_c, z_o = np.split(x[:, t] @ kernel + h @ recurrent_kernel + bias, 3, axis=-1)
-        f = sigmoid(z_f)
-        c = f * c + (1 - f) * np.tanh(z_c)
-        h = sigmoid(z_o) * np.tanh(c)
-        outputs.append(h)
-    return np.stack(outputs, axis=1)
+def peephole_step(gates, c, p_i, p_f, p_o):
+    z_i, z_f, z_c, z_o = gates
+    i, f = sigmoid(z_i + p_i * c), sigmoid(z_f + p_f * c)
+    c = f * c + i * np.tanh(z_c)
+    return sigmoid(z_o + p_o * c) * np.tanh(c), c
 
 
-def numpy_1997(x, kernel, recurrent_kernel, bias):
-    h = c = np.zeros((x.shape[0], H))
-    outputs = []
-    for t in range(x.shape[1]):
-        z_i, z_c, z_o = np.split(x[:, t] @ kernel + h @ recurrent_kernel + bias, 3, axis=-1)
-        c = c + sigmoid(z_i) * (4 * sigmoid(z_c) - 2)
-        h = sigmoid(z_o) * (2 * sigmoid(c) - 1)
-        outputs.append(h)
-    return np.stack(outputs, axis=1)
+def coupled_step(gates, c):
+    z_f, z_c, z_o = gates
+    f = sigmoid(z_f)
+    c = f * c + (1 - f) * np.tanh(z_c)
+    return sigmoid(z_o) * np.tanh(c), c
+
+
+def lstm1997_step(gates, c):
+    z_i, z_c, z_o = gates
+    c = c + sigmoid(z_i) * (4 * sigmoid(z_c) - 2)
+    return sigmoid(z_o) * (2 * sigmoid(c) - 1), c
 
 
 VARIANTS = {
-    "peephole": (cells.PeepholeLSTMCell, numpy_peephole,
+    "peephole": (cells.PeepholeLSTMCell, numpy_rnn(peephole_step, 4),
                  [(D, 4 * H), (H, 4 * H), (4 * H,), (H,), (H,), (H,)]),
-    "coupled": (cells.CoupledLSTMCell, numpy_coupled, [(D, 3 * H), (H, 3 * H), (3 * H,)]),
-    "lstm1997": (cells.LSTM1997Cell, numpy_1997, [(D, 3 * H), (H, 3 * H), (3 * H,)]),
+    "coupled": (cells.CoupledLSTMCell, numpy_rnn(coupled_step, 3), [(D, 3 * H), (H, 3 * H), (3 * H,)]),
+    "lstm1997": (cells.LSTM1997Cell, numpy_rnn(lstm1997_step, 3), [(D, 3 * H), (H, 3 * H), (3 * H,)]),
 }
 
 
