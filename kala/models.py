@@ -1,19 +1,41 @@
-"""Model builders: a recurrent network over sequences, from Keras's built-in layers.
+"""Model builders: a recurrent network over sequences, from Keras's layers or the essay's cells.
 
-`build_model` assembles input → (embedding) → recurrent layers → head. LSTM and GRU keep Keras's
-defaults (tanh, sigmoid, bias, no recurrent dropout, not unrolled), which is what lets Keras pick
-the fused cuDNN kernel when a GPU is visible; on a CPU the same model runs Keras's generic loop.
+`build_model` assembles input → (embedding) → recurrent layers → head. For the cells Keras has
+(SimpleRNN, LSTM, GRU) it takes Keras's built-in layer by default, keeping its defaults (tanh,
+sigmoid, bias, no recurrent dropout, not unrolled), which is what lets Keras pick the fused cuDNN
+kernel when a GPU is visible; on a CPU the same model runs Keras's generic loop. The variants run
+the cells of `kala.cells` in `keras.layers.RNN`, as can the three others
+(`implementation="essay"`).
 
-This module imports nothing else from kala.
+This module imports only `kala.cells` from kala.
 """
 
 import keras
 import numpy as np
 
+from kala import cells
+
+# Every cell by name: Keras's built-in layer (None where Keras has none) and the essay cell.
 CELLS = {
-    "simple_rnn": keras.layers.SimpleRNN,
-    "lstm": keras.layers.LSTM,
-    "gru": keras.layers.GRU,
+    "simple_rnn": (keras.layers.SimpleRNN, cells.SimpleRNNCell),
+    "lstm": (keras.layers.LSTM, cells.LSTMCell),
+    "gru": (keras.layers.GRU, cells.GRUCell),
+    "peephole_lstm": (None, cells.PeepholeLSTMCell),
+    "coupled_lstm": (None, cells.CoupledLSTMCell),
+    "lstm1997": (None, cells.LSTM1997Cell),
+}
+IMPLEMENTATIONS = ("auto", "builtin", "essay")
+# Each initialization and the cells it applies to.
+INITIALIZATIONS = {
+    # Keras's: Glorot input kernels, orthogonal recurrent kernels, biases 0 but the forget
+    # gate's 1 (Jozefowicz et al. 2015).
+    "default": tuple(CELLS),
+    # The forget gate's bias at 0, as before Jozefowicz et al. 2015 (Gers et al. 2000).
+    "zero_forget_bias": ("lstm", "peephole_lstm", "coupled_lstm"),
+    # Tallec & Ollivier 2018: forget biases log U[1, max_lag - 1], input biases minus those.
+    "chrono": ("lstm", "peephole_lstm", "coupled_lstm"),
+    # Le et al. 2015: a ReLU SimpleRNN whose recurrent kernel starts as the identity.
+    "irnn": ("simple_rnn",),
 }
 HEADS = ("sequence", "steps")
 
@@ -45,12 +67,16 @@ def build_model(
     output_units=1,
     input_name=None,
     use_cudnn="auto",
+    implementation="auto",
+    initialization="default",
+    max_lag=None,
     name=None,
 ):
     """Builds a recurrent Keras model.
 
     Args:
-        cell: `"simple_rnn"`, `"lstm"` or `"gru"`.
+        cell: `"simple_rnn"`, `"lstm"`, `"gru"`, or one of the essay's variants:
+            `"peephole_lstm"`, `"coupled_lstm"`, `"lstm1997"` (see `kala.cells`).
         units: size of each recurrent layer's state.
         input_features: for continuous inputs of shape `(batch, time, input_features)`.
         vocab_size: for token ids of shape `(batch, time)`, embedded before the recurrent layers.
@@ -71,6 +97,13 @@ def build_model(
             defaults to `"sequence"` for continuous inputs and `"tokens"` for token ids.
         use_cudnn: `"auto"` lets LSTM and GRU use cuDNN on a GPU; False forces the generic loop
             (used for CPU-servable exports).
+        implementation: `"builtin"` for Keras's layer, `"essay"` for the cell of `kala.cells`
+            in `keras.layers.RNN` (same weights, never cuDNN), `"auto"` for the built-in layer
+            where Keras has one.
+        initialization: one of `INITIALIZATIONS`: `"default"` (Keras's, with the forget
+            gate's bias at 1), `"zero_forget_bias"`, `"chrono"` (needs `max_lag`) for the LSTMs
+            with a forget gate, or `"irnn"` for the SimpleRNN.
+        max_lag: for `"chrono"`: the longest time lag the task has, in steps (at least 3).
         name: the model's name; defaults to `cell`.
 
     Returns:
@@ -83,6 +116,27 @@ def build_model(
         raise ValueError(
             f"Unknown `cell` {cell!r}. Valid cells: {', '.join(CELLS)}."
         )
+    builtin, essay_cell = CELLS[cell]
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"`implementation` must be one of {', '.join(IMPLEMENTATIONS)}. "
+                         f"Received: implementation={implementation!r}")
+    if implementation == "builtin" and builtin is None:
+        raise ValueError(
+            f"Keras has no built-in layer for cell {cell!r}; cells with one: "
+            f"{', '.join(name for name, (layer, _) in CELLS.items() if layer)}. Received: "
+            "implementation='builtin'")
+    if not isinstance(initialization, str) or initialization not in INITIALIZATIONS:
+        raise ValueError(f"Unknown `initialization` {initialization!r}. Valid initializations: "
+                         f"{', '.join(INITIALIZATIONS)}.")
+    if cell not in INITIALIZATIONS[initialization]:
+        raise ValueError(
+            f"`initialization={initialization!r}` applies to "
+            f"{', '.join(INITIALIZATIONS[initialization])}. Received: cell={cell!r}")
+    if (initialization == "chrono") != (max_lag is not None):
+        raise ValueError("`max_lag` goes with `initialization='chrono'` and only with it. "
+                         f"Received: initialization={initialization!r}, max_lag={max_lag!r}")
+    if max_lag is not None and (not _is_int(max_lag) or max_lag < 3):
+        raise ValueError(f"`max_lag` must be an integer >= 3. Received: max_lag={max_lag!r}")
     _check_positive_int("units", units)
     _check_positive_int("num_layers", num_layers)
     if (input_features is None) == (vocab_size is None):
@@ -138,9 +192,16 @@ def build_model(
     for index in range(num_layers):
         return_sequences = head == "steps" or index < num_layers - 1
         options = {"return_sequences": return_sequences, "name": f"{cell}_{index + 1}"}
-        if cell != "simple_rnn":
-            options["use_cudnn"] = use_cudnn
-        layer = CELLS[cell](units, **options)
+        initializers = _initializers(cell, initialization, max_lag)
+        if builtin is None or implementation == "essay":
+            layer = keras.layers.RNN(essay_cell(units, **initializers), **options)
+        else:
+            if cell != "simple_rnn":
+                options["use_cudnn"] = use_cudnn
+            if cell == "lstm" and "bias_initializer" in initializers:
+                # Keras would otherwise put ones over the forget gate's part of the bias.
+                options["unit_forget_bias"] = False
+            layer = builtin(units, **options, **initializers)
         if bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{cell}_{index + 1}")
         x = layer(x)
@@ -152,6 +213,21 @@ def build_model(
     else:
         outputs = keras.layers.Dense(output_units, name="prediction")(x)
     return keras.Model(inputs, outputs, name=name or cell)
+
+
+def _initializers(cell, initialization, max_lag):
+    """The arguments that give a cell `initialization`; the essay cells and Keras's layers take
+    the same ones, and lay out their gates the same way."""
+    if initialization == "zero_forget_bias":
+        return {"bias_initializer": "zeros"}
+    if initialization == "chrono":
+        essay_cell = CELLS[cell][1]
+        input_block = 0 if essay_cell.blocks == 4 else None  # Gates i, f, c, o or f, c, o.
+        return {"bias_initializer": cells.ChronoBias(
+            int(max_lag), essay_cell.blocks, essay_cell.forget_block, input_block)}
+    if initialization == "irnn":
+        return {"activation": "relu", "recurrent_initializer": "identity"}
+    return {}
 
 
 def without_cudnn(model):

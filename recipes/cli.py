@@ -15,7 +15,7 @@ EXIT_BAD_ARGUMENTS = 2
 EXIT_INTERRUPTED = 130
 
 # kala.models.CELLS, spelled out so that parsing needs no TensorFlow (a test keeps them equal).
-CELLS = ("simple_rnn", "lstm", "gru")
+CELLS = ("simple_rnn", "lstm", "gru", "peephole_lstm", "coupled_lstm", "lstm1997")
 
 
 @dataclasses.dataclass
