@@ -82,6 +82,12 @@ class Task(abc.ABC):
         """The metric of each sequence, shape `(batch,)` (TensorFlow ops); the task's metric of a
         split is the mean over its sequences."""
 
+    @property
+    def max_length(self):
+        """The length of the longest sequence the task makes, the longest lag it can ask a model
+        to bridge (chrono initialization's `max_lag`)."""
+        return self.seq_len
+
     def is_solved(self, metric):
         """Whether a test metric meets the task's success criterion (lower is better)."""
         return metric < self.success_threshold
@@ -226,6 +232,10 @@ class AddingProblem(Task):
             self._baseline = float(np.mean(np.concatenate(wrong)))
         return self._baseline
 
+    @property
+    def max_length(self):
+        return self.seq_len + (self.seq_len // 10 if self.definition == "1997" else 0)
+
     def make_batch(self, rng, batch_size):
         if self.definition == "2016":
             return self._make_batch_2016(rng, batch_size)
@@ -311,6 +321,10 @@ class CopyMemory(Task):
     @property
     def baseline(self):
         return self.num_copied * math.log(self.num_data_symbols) / (self.seq_len + 2 * self.num_copied)
+
+    @property
+    def max_length(self):
+        return self.seq_len + 2 * self.num_copied
 
     def make_batch(self, rng, batch_size):
         n, gap = self.num_copied, self.seq_len
@@ -438,10 +452,15 @@ class LongGap(Task):
                 tokens.append(words["."])
         return np.array(tokens[:length], dtype=np.int64)
 
+    @property
+    def max_length(self):
+        return len(self.ids("i grew up in")) + 2 + self.gap + self.spread + len(
+            self.ids("i speak fluent"))
+
     def make_batch(self, rng, batch_size):
+        length = self.max_length
         start = self.ids("i grew up in")
         end = self.ids("i speak fluent")
-        length = len(start) + 2 + self.gap + self.spread + len(end)
         inputs = np.zeros((batch_size, length), dtype=np.int32)
         targets = rng.integers(0, len(self.countries), size=batch_size)
         for row, country in enumerate(targets):

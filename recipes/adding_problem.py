@@ -56,8 +56,8 @@ def main(argv=None):
         )
         # Model: one recurrent layer reads the sequence; a linear unit reads its last state.
         keras.utils.set_random_seed(config.seed)
-        model = kala.build_model(config.cell, config.units, **task.model_options,
-                                 name=f"{RECIPE}_{config.cell}")
+        model = common.build_model(config.cell, config.units, task,
+                                   name=f"{RECIPE}_{config.cell.replace('+', '_')}")
 
     # Train: until the task's criterion is met (test MSE below 0.01; under --definition 1997,
     # fewer than 1% of test sequences off by 0.04 or more), or the budget is spent.

@@ -14,8 +14,16 @@ import sys
 EXIT_BAD_ARGUMENTS = 2
 EXIT_INTERRUPTED = 130
 
-# kala.models.CELLS, spelled out so that parsing needs no TensorFlow (a test keeps them equal).
+# kala.models.CELLS and INITIALIZATIONS (but the default), spelled out so that parsing needs no
+# TensorFlow (a test keeps them equal).
 CELLS = ("simple_rnn", "lstm", "gru", "peephole_lstm", "coupled_lstm", "lstm1997")
+INITIALIZATIONS = {"zero_forget_bias": ("lstm", "peephole_lstm", "coupled_lstm"),
+                   "chrono": ("lstm", "peephole_lstm", "coupled_lstm"),
+                   "irnn": ("simple_rnn",)}
+# What --cell and --cells take: a cell with its default initialization, or a cell and another
+# initialization, as in "lstm+chrono".
+VARIANTS = CELLS + tuple(f"{cell}+{initialization}"
+                         for initialization, cells in INITIALIZATIONS.items() for cell in cells)
 
 
 @dataclasses.dataclass
@@ -23,7 +31,7 @@ class RecipeConfig:
     """Settings every recipe has; a recipe subclasses this and adds its task's settings."""
 
     cell: str = dataclasses.field(default="lstm", metadata={
-        "help": "recurrent layer", "choices": CELLS})
+        "help": "recurrent cell, and its initialization if not the default", "choices": VARIANTS})
     units: int = dataclasses.field(default=64, metadata={"help": "size of the recurrent state"})
     steps: int = dataclasses.field(default=3000, metadata={
         "help": "training budget in steps (each step is one batch of fresh sequences)"})
@@ -140,11 +148,13 @@ def parse_list(text, kind, flag, positive=False):
 
 
 def parse_cells(text):
-    """The cells named in a comma-separated `--cells` value; an unknown one ends the run."""
+    """The cells (or "cell+initialization" variants) named in a comma-separated `--cells` value;
+    an unknown one ends the run."""
     cells = parse_list(text, str, "cells")
-    unknown = [cell for cell in cells if cell not in CELLS]
+    unknown = [cell for cell in cells if cell not in VARIANTS]
     if unknown:
-        fail(f"--cells: unknown {', '.join(unknown)}; valid cells: {', '.join(CELLS)}")
+        fail(f"--cells: unknown {', '.join(unknown)}; valid cells: {', '.join(CELLS)}, each "
+             f"alone or with an initialization: {', '.join(VARIANTS[len(CELLS):])}")
     return cells
 
 

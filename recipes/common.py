@@ -19,6 +19,17 @@ import cli
 import kala
 
 
+def build_model(variant, units, task, **options):
+    """`kala.build_model` for `task`, with the cell and initialization named in `variant` as the
+    recipes' flags take them: "lstm", or "lstm+chrono" (chrono's longest lag being the task's
+    longest sequence)."""
+    cell, _, initialization = variant.partition("+")
+    if initialization == "chrono":
+        options["max_lag"] = task.max_length
+    return kala.build_model(cell, units, initialization=initialization or "default",
+                            **task.model_options, **options)
+
+
 class ProgressPrinter:
     """Shows training progress: a live bar on a terminal, a line per evaluation otherwise."""
 

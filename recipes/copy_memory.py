@@ -50,8 +50,9 @@ def main(argv=None):
         # Model: an embedding turns each symbol into a vector, the recurrent layer reads them
         # one by one, and at every step a softmax says which symbol comes next in the output.
         keras.utils.set_random_seed(config.seed)
-        model = kala.build_model(config.cell, config.units, embedding_dim=config.embedding_dim,
-                                 **task.model_options, name=f"{RECIPE}_{config.cell}")
+        model = common.build_model(config.cell, config.units, task,
+                                   embedding_dim=config.embedding_dim,
+                                   name=f"{RECIPE}_{config.cell.replace('+', '_')}")
 
     # Train: until the cross-entropy falls below 1% of the baseline, or the budget is spent.
     run_name = cli.run_name(config, SMOKE, ["cell", "seq_len", "seed"])

@@ -124,7 +124,7 @@ def train_one(config, cell, gap, learning_rate, seed, interruptible):
     # Model: the same embedding or input, units and head for every cell; the seed also fixes
     # the training batches, so every cell sees the same sequences.
     keras.utils.set_random_seed(seed)
-    model = kala.build_model(cell, config.units, **task.model_options)
+    model = common.build_model(cell, config.units, task)
     trainer = kala.Trainer(
         model, task, steps=config.steps, batch_size=config.batch_size,
         learning_rate=learning_rate, clipnorm=config.clipnorm, seed=seed,

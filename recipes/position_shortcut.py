@@ -118,7 +118,7 @@ def main(argv=None):
         for seed in range(config.seeds):
             learning_rate = rates[cell]
             keras.utils.set_random_seed(seed)
-            model = kala.build_model(cell, config.units, **task.model_options)
+            model = common.build_model(cell, config.units, task)
             print(f"{RECIPE}: training {cell} (lr {learning_rate:g}, seed {seed}) with the "
                   f"country exactly {config.gap} words before the question", flush=True)
             printer = common.ProgressPrinter(task.metric_name, task.baseline, config.steps)

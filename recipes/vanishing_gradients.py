@@ -100,7 +100,7 @@ def main(argv=None):
         runs = []
         for seed in range(config.seeds):
             keras.utils.set_random_seed(seed)
-            model = kala.build_model(cell, config.units, **task.model_options)
+            model = common.build_model(cell, config.units, task)
             initial = gradient_by_distance(model, task, inputs, targets)
             result = kala.train(model, task, steps=config.steps, batch_size=config.batch_size,
                                 learning_rate=config.learning_rate, seed=seed)

@@ -182,3 +182,53 @@ def test_a_variant_cell_survives_serialization_and_export(name, tmp_path):
     x = np.random.default_rng(6).normal(size=(2, 5, D)).astype("float32")
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
     kala.export_model(model, str(tmp_path / "saved"), "variant")  # Reloads and compares.
+
+
+# --- Watching the gates: the layer's weights through the essay cell, step by step. --------------
+
+@pytest.mark.parametrize("cell, implementation", [
+    ("lstm", "builtin"), ("gru", "builtin"), ("simple_rnn", "builtin"), ("lstm", "essay"),
+    ("peephole_lstm", "essay"), ("coupled_lstm", "essay"), ("lstm1997", "essay"),
+])
+def test_watch_gives_every_step_of_the_layer_the_model_runs(cell, implementation):
+    import kala
+
+    keras.utils.set_random_seed(0)
+    model = kala.build_model(cell, H, vocab_size=11, num_layers=2, head="steps", num_classes=3,
+                             implementation=implementation)
+    rng = np.random.default_rng(7)
+    # Random weights, so that a gate in the wrong place shows.
+    model.set_weights([rng.normal(0, 0.5, size=w.shape).astype("float32")
+                       for w in model.get_weights()])
+    tokens = rng.integers(1, 11, size=(B, T)).astype("int32")
+    for name in (f"{cell}_1", f"{cell}_2"):
+        values = cells.watch(model, tokens, layer=name)
+        layer_output = keras.Model(model.input, model.get_layer(name).output)(tokens)
+        np.testing.assert_allclose(values["hidden"], layer_output, atol=1e-5)
+        assert all(value.shape == (B, T, H) for value in values.values())
+    if "cell" in values:
+        # The cell state is what the gates made of it: c = f·c_prev + i·g.
+        forget = values.get("forget", 1.0)
+        previous = np.concatenate([np.zeros((B, 1, H)), values["cell"][:, :-1]], axis=1)
+        np.testing.assert_allclose(
+            values["cell"], forget * previous + values["input"] * values["candidate"], atol=1e-5)
+    expected = {"lstm": ["forget", "input", "candidate", "cell", "output", "hidden"],
+                "gru": ["update", "reset", "candidate", "hidden"], "simple_rnn": ["hidden"],
+                "lstm1997": ["input", "candidate", "cell", "output", "hidden"]}
+    assert list(values) == expected.get(cell, expected["lstm"])
+
+
+def test_watch_refuses_what_it_cannot_run():
+    import kala
+
+    model = kala.build_model("lstm", H, input_features=D, bidirectional=True)
+    with pytest.raises(ValueError, match="runs backwards"):
+        cells.watch(model, np.zeros((1, 3, D), "float32"))
+    model = kala.build_model("gru", H, input_features=D)
+    with pytest.raises(ValueError, match="No recurrent layer 'lstm_1'.*its recurrent layers: "
+                                         "gru_1"):
+        cells.watch(model, np.zeros((1, 3, D), "float32"), layer="lstm_1")
+    inputs = keras.Input((None, D))
+    odd = keras.Model(inputs, keras.layers.LSTM(H, activation="relu")(inputs))
+    with pytest.raises(ValueError, match="Cannot watch a LSTMCell with activation 'relu'"):
+        cells.watch(odd, np.zeros((1, 3, D), "float32"))

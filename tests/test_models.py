@@ -125,3 +125,96 @@ def test_bad_arguments_raise_value_error_naming_them(arguments, message):
     with pytest.raises(ValueError) as error:
         kala.build_model(**arguments)
     assert message in str(error.value)
+
+
+# --- Every cell by name, built-in or essay, and the initializations for long lags. -------------
+
+def test_every_cell_builds_by_name_with_the_layer_it_should():
+    for cell, (builtin, essay_cell) in models.CELLS.items():
+        model = kala.build_model(cell, 4, input_features=2)
+        (layer,) = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+        if builtin is not None:
+            assert type(layer) is builtin  # Keras's own layer, which takes cuDNN on a GPU.
+        else:
+            assert type(layer.cell) is essay_cell
+        assert tuple(model(np.zeros((2, 3, 2), np.float32)).shape) == (2, 1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_essay_implementation_answers_like_the_builtin_with_its_weights(cell, seeded):
+    builtin = kala.build_model(cell, 5, vocab_size=9, num_classes=3)
+    essay = kala.build_model(cell, 5, vocab_size=9, num_classes=3, implementation="essay")
+    (layer,) = [layer for layer in essay.layers if isinstance(layer, keras.layers.RNN)]
+    assert type(layer) is keras.layers.RNN and type(layer.cell) is models.CELLS[cell][1]
+    essay.set_weights(builtin.get_weights())
+    tokens = np.random.default_rng(0).integers(1, 9, size=(4, 12)).astype(np.int32)
+    np.testing.assert_allclose(essay(tokens), builtin(tokens), atol=1e-5)
+
+
+def recurrent_weights(model):
+    (layer,) = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+    return [keras.ops.convert_to_numpy(weight) for weight in layer.cell.weights]
+
+
+@pytest.mark.parametrize("implementation", ["builtin", "essay"])
+def test_zero_forget_bias_and_chrono_set_the_gate_biases(implementation, seeded):
+    H = 6
+    default = recurrent_weights(kala.build_model("lstm", H, input_features=2,
+                                                 implementation=implementation))
+    np.testing.assert_array_equal(default[2], np.repeat([0.0, 1.0, 0.0, 0.0], H))
+    zero = recurrent_weights(kala.build_model("lstm", H, input_features=2,
+                                              implementation=implementation,
+                                              initialization="zero_forget_bias"))
+    np.testing.assert_array_equal(zero[2], 0.0)
+    chrono = recurrent_weights(kala.build_model("lstm", H, input_features=2,
+                                                implementation=implementation,
+                                                initialization="chrono", max_lag=50))
+    input_bias, forget_bias, candidate_bias, output_bias = np.split(chrono[2], 4)
+    # log U[1, 49]: every forget bias in [0, log 49], different per unit; the input bias mirrors.
+    assert np.all((forget_bias >= 0) & (forget_bias <= np.log(49))) and np.ptp(forget_bias) > 0
+    np.testing.assert_allclose(input_bias, -forget_bias)
+    assert not candidate_bias.any() and not output_bias.any()
+
+
+def test_chrono_sets_the_coupled_cells_forget_gate_only(seeded):
+    bias = recurrent_weights(kala.build_model("coupled_lstm", 4, input_features=2,
+                                              initialization="chrono", max_lag=20))[2]
+    forget_bias, rest = bias[:4], bias[4:]  # Gates f, c, o.
+    assert np.all((forget_bias >= 0) & (forget_bias <= np.log(19))) and not rest.any()
+
+
+@pytest.mark.parametrize("implementation", ["builtin", "essay"])
+def test_irnn_is_a_relu_rnn_starting_from_the_identity(implementation, seeded):
+    model = kala.build_model("simple_rnn", 5, input_features=2, implementation=implementation,
+                             initialization="irnn")
+    kernel, recurrent_kernel, bias = recurrent_weights(model)
+    np.testing.assert_array_equal(recurrent_kernel, np.eye(5))
+    hidden = keras.Model(model.input, model.layers[1].output)
+    # One step from a zero state: h = relu(x · kernel), so some units are off, some on.
+    x = np.random.default_rng(0).normal(size=(8, 1, 2)).astype(np.float32)
+    outputs = keras.ops.convert_to_numpy(hidden(x))
+    np.testing.assert_allclose(outputs, np.maximum(x[:, 0] @ kernel, 0), rtol=1e-5, atol=1e-6)
+    assert outputs.min() == 0.0 and outputs.max() > 0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(cell="peephole", input_features=2),
+     "Valid cells: simple_rnn, lstm, gru, peephole_lstm, coupled_lstm, lstm1997."),
+    (dict(cell="coupled_lstm", input_features=2, implementation="builtin"),
+     "Keras has no built-in layer for cell 'coupled_lstm'; cells with one: simple_rnn, lstm, gru"),
+    (dict(input_features=2, implementation="fast"), "implementation='fast'"),
+    (dict(input_features=2, initialization="he"),
+     "Unknown `initialization` 'he'. Valid initializations: default, zero_forget_bias, chrono, "
+     "irnn."),
+    (dict(cell="lstm", input_features=2, initialization="irnn"),
+     "`initialization='irnn'` applies to simple_rnn. Received: cell='lstm'"),
+    (dict(cell="gru", input_features=2, initialization="chrono", max_lag=10),
+     "applies to lstm, peephole_lstm, coupled_lstm. Received: cell='gru'"),
+    (dict(input_features=2, initialization="chrono"), "`max_lag` goes with"),
+    (dict(input_features=2, max_lag=10), "`max_lag` goes with"),
+    (dict(input_features=2, initialization="chrono", max_lag=2), "max_lag=2"),
+])
+def test_bad_cell_choices_raise_value_error_naming_them(arguments, message):
+    with pytest.raises(ValueError) as error:
+        kala.build_model(**arguments)
+    assert message in str(error.value)

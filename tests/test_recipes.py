@@ -109,6 +109,27 @@ def recipe_module(name):
 def test_the_command_line_offers_exactly_the_library_cells():
     cli = recipe_module("cli")
     assert tuple(cli.CELLS) == tuple(kala.models.CELLS)
+    assert cli.INITIALIZATIONS == {name: cells for name, cells in
+                                   kala.models.INITIALIZATIONS.items() if name != "default"}
+
+
+@pytest.mark.parametrize("cell", ["peephole_lstm", "coupled_lstm", "lstm1997", "lstm+chrono",
+                                  "simple_rnn+irnn"])
+def test_every_variant_trains_in_a_recipe_and_serves_in_a_fresh_process(tmp_path, cell):
+    saved_models = tmp_path / "models"
+    process = run_python(["recipes/adding_problem.py", "--smoke", "--cell", cell, "--export",
+                          "--saved-models", str(saved_models), "--results", str(tmp_path)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert process.stdout.strip().splitlines()[-1].startswith(f"adding_problem: {cell} ")
+    with open(tmp_path / "adding_problem" / f"2016-{cell}-T20-seed0-smoke.json") as file:
+        assert json.load(file)["steps"] == 20
+    inputs = np.random.default_rng(0).uniform(size=(3, 37, 2)).astype(np.float32)
+    np.save(tmp_path / "inputs.npy", inputs)
+    served = run_python(["-c", FRESH_LOAD, str(saved_models / "adding_problem" / "1"),
+                         str(tmp_path / "inputs.npy")])
+    assert served.returncode == 0, served.stderr[-3000:]
+    (answer,) = json.loads(served.stdout.strip().splitlines()[-1])["outputs"].values()
+    assert np.array(answer).shape == (3, 1) and np.all(np.isfinite(answer))
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
