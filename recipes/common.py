@@ -79,14 +79,15 @@ def machine():
     }
 
 
-def new_figure(size, columns=1):
-    """A matplotlib figure and its axes (`columns` side by side), drawn off-screen."""
+def new_figure(size, columns=1, rows=1):
+    """A matplotlib figure and its axes (`columns` side by side, `rows` above each other),
+    drawn off-screen."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    return pyplot.subplots(1, columns, figsize=size)
+    return pyplot.subplots(rows, columns, figsize=size)
 
 
 def save_figure(figure, path):

@@ -285,12 +285,23 @@ def main(argv=None):
     out_dir = os.path.join(config.results, RECIPE)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if config.report_only:
-        report(load_summary(out_dir), out_dir)
-        return
+        summary = load_summary(out_dir, RECIPE)
+    else:
+        summary = sweep(config, RECIPE, out_dir)
+    report(summary, out_dir)
+
+
+def sweep(config, recipe, out_dir):
+    """Trains every (cell, gap, learning rate, seed) of `config`, writing OUT_DIR/summary.json
+    after each run, and returns the summary. Ctrl-C ends the run with the finished runs kept."""
     cells = cli.parse_cells(config.cells)
     gaps = cli.parse_list(config.gaps, int, "gaps", positive=True)
     if config.learning_rate != "tuned":
         learning_rates(config, cells[0])  # A bad list ends the run now, not in a worker.
+    elif any(cell not in TUNED_LEARNING_RATES for cell in cells):
+        cli.fail(f"--learning-rate tuned: no tuned rate for "
+                 f"{', '.join(cell for cell in cells if cell not in TUNED_LEARNING_RATES)}; "
+                 "give rates with --learning-rate")
     # TensorFlow takes seconds to import: load it once the arguments are known to be good.
     import common
 
@@ -300,7 +311,7 @@ def main(argv=None):
     plan = [(config, cell, gap, learning_rate, seed)
             for gap in gaps for cell in cells for learning_rate in learning_rates(config, cell)
             for seed in range(config.first_seed, config.first_seed + config.seeds)]
-    print(f"{RECIPE}: {len(plan)} runs ({', '.join(cells)}; gaps {', '.join(map(str, gaps))}; "
+    print(f"{recipe}: {len(plan)} runs ({', '.join(cells)}; gaps {', '.join(map(str, gaps))}; "
           f"{config.seeds} seed{'s' if config.seeds > 1 else ''}; {config.steps:,} steps of "
           f"{config.batch_size}), "
           f"{min(config.jobs, len(plan))} at a time", flush=True)
@@ -311,7 +322,7 @@ def main(argv=None):
 
     runs = []
     started = time.monotonic()
-    summary = {"recipe": RECIPE, "command": " ".join(["python", *sys.argv]),
+    summary = {"recipe": recipe, "command": " ".join(["python", *sys.argv]),
                "config": dataclasses.asdict(config), "metric_name": metric_name,
                "machine": common.machine(), "wall_seconds": 0, "runs": runs}
     try:
@@ -329,11 +340,10 @@ def main(argv=None):
                   f"{run['metric']:.3f} (chance {run['baseline']:.3f}); {run['seconds']:.0f} s",
                   flush=True)
     except KeyboardInterrupt:
-        print(f"\n{RECIPE}: interrupted; the {len(runs)} finished runs are in "
+        print(f"\n{recipe}: interrupted; the {len(runs)} finished runs are in "
               f"{out_dir}/summary.json (--report-only tabulates them)", file=sys.stderr)
         sys.exit(cli.EXIT_INTERRUPTED)
-
-    report(summary, out_dir)
+    return summary
 
 
 TITLES = {"long_gap": '"I grew up in France … I speak fluent French"',
@@ -365,8 +375,9 @@ def report(summary, out_dir):
              if summary.get("wall_seconds") else ""))
 
 
-def load_summary(out_dir):
-    """The summary.json of an earlier sweep; a missing or unreadable one ends the run."""
+def load_summary(out_dir, recipe):
+    """The summary.json of an earlier sweep of `recipe`; a missing or unreadable one ends the
+    run."""
     import json
 
     path = os.path.join(out_dir, "summary.json")
@@ -377,8 +388,8 @@ def load_summary(out_dir):
         cli.fail(f"--report-only: {path} does not exist; run a sweep with --results first")
     except (OSError, ValueError) as error:
         cli.fail(f"--report-only: cannot read {path}: {error}")
-    if not isinstance(summary, dict) or summary.get("recipe") != RECIPE or not summary.get("runs"):
-        cli.fail(f"--report-only: {path} is not the summary of a {RECIPE} sweep with runs")
+    if not isinstance(summary, dict) or summary.get("recipe") != recipe or not summary.get("runs"):
+        cli.fail(f"--report-only: {path} is not the summary of a {recipe} sweep with runs")
     return summary
 
 

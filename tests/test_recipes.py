@@ -298,6 +298,9 @@ def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
     ("position_shortcut", ["--cells", "--gap", "--shifts", "--learning-rate", "--smoke",
                            "--results"]),
     ("vanishing_gradients", ["--smoke", "--results"]),
+    ("lstm_variants", ["--cells", "--gaps", "--seeds", "--learning-rate", "--full", "--smoke",
+                       "--report-only", "--results"]),
+    ("lstm_walkthrough", ["--cell", "--gap", "--example", "--smoke", "--export", "--results"]),
 ])
 def test_help_of_the_experiments_lists_their_flags(recipe, flags):
     process = run_python([f"recipes/{recipe}.py", "--help"])
@@ -362,3 +365,68 @@ def test_long_gap_report_only_tabulates_an_earlier_sweep(tmp_path):
                           str(tmp_path / "nothing")])
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in broken.stderr + missing.stderr
+
+
+# --- Inside the LSTM: the variants compared, and the gates watched. ------------------------------
+
+def test_lstm_variants_smoke_sweep_runs_each_variant_at_its_tuned_rate(tmp_path):
+    long_gap = recipe_module("long_gap")
+    process = run_python(["recipes/lstm_variants.py", "--smoke", "--results", str(tmp_path)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    with open(tmp_path / "lstm_variants" / "summary.json") as file:
+        summary = json.load(file)
+    variants = ["lstm1997", "lstm+chrono", "peephole_lstm", "coupled_lstm"]
+    assert [run["cell"] for run in summary["runs"]] == variants
+    for run in summary["runs"]:
+        assert run["learning_rate"] == long_gap.TUNED_LEARNING_RATES[run["cell"]]
+    table = (tmp_path / "lstm_variants" / "summary.md").read_text()
+    assert all(f"| {variant} |" in table for variant in variants)
+    assert (tmp_path / "lstm_variants" / "lstm_variants.png").stat().st_size > 10_000
+    # The full comparison has a rate for every variant, from the same search.
+    assert set(recipe_module("lstm_variants").VARIANTS) <= set(long_gap.TUNED_LEARNING_RATES)
+
+
+def test_lstm_walkthrough_smoke_watches_the_gates_of_the_trained_model(tmp_path):
+    process = run_python(["recipes/lstm_walkthrough.py", "--smoke", "--results", str(tmp_path)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    with open(tmp_path / "lstm_walkthrough" / "gates-lstm-4-seed0-smoke.json") as file:
+        measured = json.load(file)
+    assert len(measured["carriers"]) == 3 and measured["config"]["smoke"] is True
+    for gate in ("input_gate", "forget_gate", "output_gate"):
+        assert all(0 <= value <= 1 for value in measured[gate].values())
+    assert "forget gate:" in process.stdout and "input gate:" in process.stdout
+    assert (tmp_path / "lstm_walkthrough" / "gates-lstm-4-seed0-smoke.png").stat().st_size > 10_000
+
+
+def test_the_walkthrough_finds_the_unit_that_stores_the_country():
+    walkthrough = recipe_module("lstm_walkthrough")
+    task = kala.tasks.LongGap(6, test_size=64)
+    tokens, languages = task.make_batch(np.random.default_rng(0), 64)
+    country = np.argmax(tokens == task.ids("in")[0], axis=1) + 1
+    steps = np.arange(tokens.shape[1])[None, :]
+    rng = np.random.default_rng(1)
+    shape = tokens.shape + (4,)
+    values = {name: rng.uniform(0.2, 0.8, size=shape) for name in ("forget", "input", "output")}
+    # Unit 2 writes the country at its step and keeps it: forget gate 1 after it.
+    values["cell"] = rng.normal(0, 0.1, size=shape)
+    values["cell"][:, :, 2] = np.where(steps >= country[:, None], 3.0 * languages[:, None], 0.0)
+    values["forget"][:, :, 2] = np.where(steps > country[:, None], 1.0, 0.5)
+    values["input"][:, :, 2] = np.where(steps == country[:, None], 0.9, 0.1)
+    measured = walkthrough.measure(task, tokens, languages, values)
+    assert measured["carriers"][0] == 2
+    eta = measured["cell_eta2_of_carriers"]
+    assert eta["before_country"][0] == 0 and eta["at_country"][0] == eta["at_end"][0] == 1
+    forget = measured["forget_gate"]
+    assert forget["first_half_of_gap"] > forget["before_country"] + 0.1
+    assert measured["input_gate"]["at_country"] > measured["input_gate"]["elsewhere"]
+
+
+@pytest.mark.parametrize("recipe, arguments, message", [
+    ("lstm_walkthrough", ["--cell", "gru"], "the walkthrough follows a cell state"),
+    ("lstm_walkthrough", ["--example", "512"], "there are 512 test sentences"),
+    ("lstm_variants", ["--cells", "lstm+irnn"], "unknown lstm+irnn"),
+])
+def test_inside_the_lstm_bad_arguments_exit_2(recipe, arguments, message):
+    process = run_python([f"recipes/{recipe}.py", *arguments])
+    assert process.returncode == 2 and message in process.stderr
+    assert "Traceback" not in process.stderr

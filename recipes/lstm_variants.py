@@ -1,0 +1,125 @@
+"""The essay's variants compared: which cells, and which initializations, bridge a long gap?
+
+What it shows: the essay ends with variants of the LSTM — peephole connections, coupled forget
+and input gates, the GRU — and asks which is best; Greff et al. (2015, "LSTM: A Search Space
+Odyssey") trained thousands of them and found none clearly better than the vanilla LSTM. This
+recipe trains every cell of kala.cells, and the initializations proposed for long lags, on the
+long-gap task of recipes/long_gap.py ("I grew up in France … I speak fluent French", with
+distractors), with the same budget and several seeds, and reports how often each solved it and
+how many sequences it needed.
+
+The contestants, in the essay's order:
+    simple_rnn              the plain RNN
+    simple_rnn+irnn         ReLU and an identity recurrent kernel (Le et al. 2015)
+    lstm1997                the original LSTM, without a forget gate (Hochreiter & Schmidhuber)
+    lstm+zero_forget_bias   the LSTM with its forget gate's bias at 0
+    lstm                    the LSTM as Keras builds it, forget bias 1 (Jozefowicz et al. 2015)
+    lstm+chrono             chrono initialization (Tallec & Ollivier 2018)
+    peephole_lstm           gates that look at the cell state (Gers & Schmidhuber 2000)
+    coupled_lstm            the input gate is 1 - the forget gate
+    gru                     the GRU (Cho et al. 2014)
+
+Each trains at its own learning rate, chosen by the same grid search as in long_gap.py (see
+long_gap.TUNED_LEARNING_RATES): no variant runs at a rate tuned for another.
+
+Run it:
+    python recipes/lstm_variants.py              # gap 30, 3 seeds: about 10 minutes
+    python recipes/lstm_variants.py --full       # gaps 30 and 100: about 40 minutes
+    python recipes/lstm_variants.py --smoke      # a tiny sweep, for the tests
+"""
+
+import dataclasses
+import os
+import statistics
+
+import cli
+import long_gap
+
+RECIPE = "lstm_variants"
+VARIANTS = ("simple_rnn", "simple_rnn+irnn", "lstm1997", "lstm+zero_forget_bias", "lstm",
+            "lstm+chrono", "peephole_lstm", "coupled_lstm", "gru")
+
+
+# Setup: long_gap.py's settings, with this comparison's defaults.
+@dataclasses.dataclass
+class Config(long_gap.Config):
+    cells: str = dataclasses.field(default=",".join(VARIANTS), metadata={
+        "help": "comma-separated variants to compare: a cell, or a cell+initialization"})
+    gaps: str = dataclasses.field(default="30", metadata={"help": "comma-separated gaps"})
+    full: bool = dataclasses.field(default=False, metadata={
+        "help": "the complete comparison: gaps 30 and 100"})
+    report_only: bool = dataclasses.field(default=False, metadata={
+        "help": "train nothing: write the table and figure again from "
+                "DIR/lstm_variants/summary.json"})
+    results: str = dataclasses.field(default="results", metadata={
+        "help": "directory for summary.json, summary.md and lstm_variants.png (in "
+                "DIR/lstm_variants/)"})
+
+
+FULL = {"gaps": "30,100"}
+SMOKE = {**long_gap.SMOKE, "cells": "lstm1997,lstm+chrono,peephole_lstm,coupled_lstm",
+         "gaps": "3"}
+
+
+def main(argv=None):
+    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE, full=FULL)
+    out_dir = os.path.join(config.results, RECIPE)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if config.report_only:
+        summary = long_gap.load_summary(out_dir, RECIPE)
+    else:
+        summary = long_gap.sweep(config, RECIPE, out_dir)
+    report(summary, out_dir)
+
+
+def plot(runs, path):
+    """Left, the share of seeds that solved the task, per variant and gap; right, the sequences
+    each solved run needed (dots) and their median (bar)."""
+    import common
+
+    figure, (solved_axes, sequences_axes) = common.new_figure((12, 4.5), columns=2)
+    variants = list(dict.fromkeys(run["cell"] for run in runs))
+    gaps = sorted({run["gap"] for run in runs})
+    width = 0.8 / len(gaps)
+    for index, gap in enumerate(gaps):
+        offset = (index - (len(gaps) - 1) / 2) * width
+        shares, medians = [], []
+        for position, variant in enumerate(variants):
+            group = [run for run in runs if (run["cell"], run["gap"]) == (variant, gap)]
+            solved = [run["sequences_seen"] for run in group if run["solved"]]
+            shares.append(len(solved) / len(group) if group else 0)
+            medians.append(statistics.median(solved) if solved else 0)
+            sequences_axes.scatter([position + offset] * len(solved), solved, color="black",
+                                   s=8, zorder=3)
+        positions = [position + offset for position in range(len(variants))]
+        solved_axes.bar(positions, shares, width, label=f"gap {gap}")
+        sequences_axes.bar(positions, medians, width, label=f"gap {gap} (median)")
+    for axes in (solved_axes, sequences_axes):
+        axes.set_xticks(range(len(variants)))
+        axes.set_xticklabels(variants, rotation=35, ha="right", fontsize="small")
+        axes.legend(fontsize="small")
+    solved_axes.set_ylim(0, 1.05)
+    solved_axes.set_ylabel("share of seeds that solved the task")
+    sequences_axes.set_yscale("log")
+    sequences_axes.set_ylabel("sequences until solved (dots: seeds)")
+    figure.suptitle('The variants on "I grew up in France … I speak fluent French"')
+    common.save_figure(figure, path)
+
+
+def report(summary, out_dir):
+    """Writes summary.md and lstm_variants.png from the runs of `summary` and prints the table."""
+    import common
+
+    runs, metric_name = summary["runs"], summary["metric_name"]
+    table = long_gap.markdown(long_gap.summarise(runs), metric_name)
+    common.write_text(os.path.join(out_dir, "summary.md"), table)
+    plot(runs, os.path.join(out_dir, f"{RECIPE}.png"))
+    print()
+    print(table, end="")
+    print(f"written to {out_dir}/summary.json, summary.md and {RECIPE}.png"
+          + (f"; the sweep took {summary['wall_seconds'] / 60:.1f} min"
+             if summary.get("wall_seconds") else ""))
+
+
+if __name__ == "__main__":
+    main()
