@@ -57,6 +57,7 @@ def main(argv=None):
         # Model: one recurrent layer reads the sequence; a linear unit reads its last state.
         keras.utils.set_random_seed(config.seed)
         model = common.build_model(config.cell, config.units, task,
+                                   implementation=config.implementation,
                                    name=f"{RECIPE}_{config.cell.replace('+', '_')}")
 
     # Train: until the task's criterion is met (test MSE below 0.01; under --definition 1997,

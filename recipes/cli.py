@@ -32,6 +32,10 @@ class RecipeConfig:
 
     cell: str = dataclasses.field(default="lstm", metadata={
         "help": "recurrent cell, and its initialization if not the default", "choices": VARIANTS})
+    implementation: str = dataclasses.field(default="auto", metadata={
+        "help": "for simple_rnn, lstm and gru: Keras's built-in layer (cuDNN on a GPU) or the "
+                "essay's cell from kala.cells; auto takes the built-in",
+        "choices": ["auto", "builtin", "essay"]})
     units: int = dataclasses.field(default=64, metadata={"help": "size of the recurrent state"})
     steps: int = dataclasses.field(default=3000, metadata={
         "help": "training budget in steps (each step is one batch of fresh sequences)"})

@@ -22,7 +22,7 @@ import kala
 def build_model(variant, units, task, **options):
     """`kala.build_model` for `task`, with the cell and initialization named in `variant` as the
     recipes' flags take them: "lstm", or "lstm+chrono" (chrono's longest lag being the task's
-    longest sequence)."""
+    longest sequence). `options` go to `kala.build_model`."""
     cell, _, initialization = variant.partition("+")
     if initialization == "chrono":
         options["max_lag"] = task.max_length

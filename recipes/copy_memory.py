@@ -52,6 +52,7 @@ def main(argv=None):
         keras.utils.set_random_seed(config.seed)
         model = common.build_model(config.cell, config.units, task,
                                    embedding_dim=config.embedding_dim,
+                                   implementation=config.implementation,
                                    name=f"{RECIPE}_{config.cell.replace('+', '_')}")
 
     # Train: until the cross-entropy falls below 1% of the baseline, or the budget is spent.

@@ -91,6 +91,10 @@ def plot(runs, path):
             medians.append(statistics.median(solved) if solved else 0)
             sequences_axes.scatter([position + offset] * len(solved), solved, color="black",
                                    s=8, zorder=3)
+            if group and not solved:
+                sequences_axes.annotate("none\nsolved", (position + offset, 0.02),
+                                        xycoords=("data", "axes fraction"), ha="center",
+                                        fontsize="x-small")
         positions = [position + offset for position in range(len(variants))]
         solved_axes.bar(positions, shares, width, label=f"gap {gap}")
         sequences_axes.bar(positions, medians, width, label=f"gap {gap} (median)")

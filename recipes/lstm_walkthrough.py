@@ -11,11 +11,12 @@ It then measures, on the 512 test sentences, how the cell carries the country th
 - which units store it: the three whose cell states at the last word lie furthest apart from
   one country to another, and for every unit the share of the variance of its cell state there
   that the country explains (η², 1 for a unit that holds nothing but the country);
-- for those three units: the input gate at the country, at the other countries ("we visited
-  …") and elsewhere; the forget gate before the country sentence, at "grew up in", in each half
-  of the gap, and its product over the gap (how much of the cell state would survive on the
-  forget gate alone); the output gate in the gap and at the question; and η² of their cell
-  state just before the country, just after it, and at the end.
+- for those three units: the input gate, and what is written into the cell (|input gate ×
+  candidate|), at the country, at the other countries ("we visited …") and elsewhere; the
+  forget gate before the country sentence, at "grew up in", in each half of the gap, and its
+  product over the gap (how much of the cell state would survive on the forget gate alone);
+  the output gate in the gap and at the question; and η² of their cell state just before the
+  country, just after it, and at the end.
 The figure draws the forget, input and output gates and the cell state of those three units
 along one test sentence.
 
@@ -74,7 +75,8 @@ def main(argv=None):
     with cli.bad_arguments_exit():
         task = kala.tasks.LongGap(config.gap, test_size=TEST_SIZE)
         keras.utils.set_random_seed(config.seed)
-        model = common.build_model(config.cell, config.units, task)
+        model = common.build_model(config.cell, config.units, task,
+                                   implementation=config.implementation)
 
     # Train: until fewer than 5% of the test sentences get the wrong language.
     run_name = cli.run_name(config, SMOKE, ["cell", "gap", "seed"])
@@ -133,6 +135,8 @@ def measure(task, tokens, languages, values):
     # "grew up in": the three words that announce the country.
     announcing = (steps >= country[:, None] - 3) & (steps < country[:, None])
 
+    # What each step adds to the cell state: the input gate times the candidate, |i·g|.
+    values = {**values, "written": np.abs(values["input"] * values["candidate"])}
     cell = values["cell"]
     end = explained_variance(cell[:, -1], languages)
     # The units that store the country the most: their cell states at the end lie furthest
@@ -158,6 +162,9 @@ def measure(task, tokens, languages, values):
         "input_gate": {"at_country": mean("input", at_country),
                        "at_other_countries": mean("input", at_distractor),
                        "elsewhere": mean("input", ~at_country & ~at_distractor)},
+        "written": {"at_country": mean("written", at_country),
+                    "at_other_countries": mean("written", at_distractor),
+                    "elsewhere": mean("written", ~at_country & ~at_distractor)},
         "output_gate": {"in_gap": mean("output", in_gap),
                         "at_question": mean("output", steps == length - 1)},
     }
@@ -186,10 +193,11 @@ def describe(measured):
                  + ", ".join(f"{value:.2f}" for value in eta["before_country"]) + "; after it "
                  + ", ".join(f"{value:.2f}" for value in eta["at_country"]) + "; at the end "
                  + ", ".join(f"{value:.2f}" for value in eta["at_end"]))
-    gate = measured["input_gate"]
-    lines.append(f"input gate: {gate['at_country']:.2f} at the country, "
-                 f"{gate['at_other_countries']:.2f} at the other countries, "
-                 f"{gate['elsewhere']:.2f} elsewhere")
+    for key, what in (("input_gate", "input gate"), ("written", "written |i·g|")):
+        gate = measured[key]
+        lines.append(f"{what}: {gate['at_country']:.2f} at the country, "
+                     f"{gate['at_other_countries']:.2f} at the other countries, "
+                     f"{gate['elsewhere']:.2f} elsewhere")
     if "forget_gate" in measured:
         gate = measured["forget_gate"]
         lines.append(f"forget gate: {gate['before_country']:.2f} before the country sentence, "

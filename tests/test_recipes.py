@@ -113,15 +113,21 @@ def test_the_command_line_offers_exactly_the_library_cells():
                                    kala.models.INITIALIZATIONS.items() if name != "default"}
 
 
-@pytest.mark.parametrize("cell", ["peephole_lstm", "coupled_lstm", "lstm1997", "lstm+chrono",
-                                  "simple_rnn+irnn"])
-def test_every_variant_trains_in_a_recipe_and_serves_in_a_fresh_process(tmp_path, cell):
+@pytest.mark.parametrize("cell, implementation", [
+    ("peephole_lstm", "auto"), ("coupled_lstm", "auto"), ("lstm1997", "auto"),
+    ("lstm+chrono", "auto"), ("simple_rnn+irnn", "auto"), ("simple_rnn", "essay"),
+    ("lstm", "essay"), ("gru", "essay"),
+])
+def test_every_cell_trains_in_a_recipe_and_serves_in_a_fresh_process(tmp_path, cell,
+                                                                      implementation):
     saved_models = tmp_path / "models"
-    process = run_python(["recipes/adding_problem.py", "--smoke", "--cell", cell, "--export",
+    process = run_python(["recipes/adding_problem.py", "--smoke", "--cell", cell,
+                          "--implementation", implementation, "--export",
                           "--saved-models", str(saved_models), "--results", str(tmp_path)])
     assert process.returncode == 0, process.stderr[-3000:]
     assert process.stdout.strip().splitlines()[-1].startswith(f"adding_problem: {cell} ")
-    with open(tmp_path / "adding_problem" / f"2016-{cell}-T20-seed0-smoke.json") as file:
+    suffix = "" if implementation == "auto" else f"-implementation{implementation}"
+    with open(tmp_path / "adding_problem" / f"2016-{cell}-T20-seed0{suffix}-smoke.json") as file:
         assert json.load(file)["steps"] == 20
     inputs = np.random.default_rng(0).uniform(size=(3, 37, 2)).astype(np.float32)
     np.save(tmp_path / "inputs.npy", inputs)
@@ -425,6 +431,8 @@ def test_the_walkthrough_finds_the_unit_that_stores_the_country():
     ("lstm_walkthrough", ["--cell", "gru"], "the walkthrough follows a cell state"),
     ("lstm_walkthrough", ["--example", "512"], "there are 512 test sentences"),
     ("lstm_variants", ["--cells", "lstm+irnn"], "unknown lstm+irnn"),
+    ("adding_problem", ["--cell", "coupled_lstm", "--implementation", "builtin"],
+     "Keras has no built-in layer for cell 'coupled_lstm'"),
 ])
 def test_inside_the_lstm_bad_arguments_exit_2(recipe, arguments, message):
     process = run_python([f"recipes/{recipe}.py", *arguments])
