@@ -41,9 +41,15 @@ TASKS = ("long_gap", "adding", "copy")
 
 # Each cell's Adam learning rate under `--learning-rate tuned`: for each cell, the rate of the grid
 # 1e-3, 3e-3, 1e-2 that solved the most runs at gaps 30 and 100 (then: in the fewest sequences),
-# with seeds 100 and up, which the sweeps do not use. The search is committed in
-# results/tuning/long_gap/ and its command is in the docstring above.
-TUNED_LEARNING_RATES = {"simple_rnn": 3e-3, "lstm": 3e-3, "gru": 1e-2}
+# with seed 100, which the sweeps do not use. The search is committed in results/tuning/long_gap/
+# and its command is in the docstring above; the same search for the variants of
+# recipes/lstm_variants.py (the same command with their --cells) is in
+# results/tuning_variants/long_gap/.
+TUNED_LEARNING_RATES = {
+    "simple_rnn": 3e-3, "lstm": 3e-3, "gru": 1e-2,
+    "simple_rnn+irnn": 1e-3, "lstm1997": 3e-3, "lstm+zero_forget_bias": 1e-2,
+    "lstm+chrono": 1e-2, "peephole_lstm": 1e-2, "coupled_lstm": 1e-2,
+}
 
 
 # Setup: the defaults live here, once; every field is also a command-line flag.
