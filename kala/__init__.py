@@ -4,8 +4,10 @@ The library, in the order a run uses it:
 
 - `kala.tasks`: sequence tasks as tf.data pipelines (the long-gap language task, the adding
   problem, copy memory), each with its loss, metric, success criterion and baseline.
-- `kala.cells`: the essay's cells written out step by step, weight for weight like Keras's.
-- `kala.build_model`: SimpleRNN, LSTM and GRU models from Keras's built-in layers.
+- `kala.cells`: the essay's cells and variants written out step by step, weight for weight like
+  Keras's, and `kala.cells.watch` to see a trained layer's gates at every step.
+- `kala.build_model`: a model of any cell by name, from Keras's built-in layers or the essay's
+  cells, with the initializations made for long lags.
 - `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved
   and resumes from checkpoints.
 - `kala.export_model`: a SavedModel version directory that TF Serving loads.
