@@ -298,9 +298,11 @@ def _essay_cell(cell):
     Keras's LSTM, GRU and SimpleRNN cells in the configurations the essay cells have)."""
     if isinstance(cell, _Cell):
         return type(cell).from_config(cell.get_config())
-    activation = keras.activations.serialize(getattr(cell, "activation", None))
-    recurrent = getattr(cell, "recurrent_activation", None)
-    recurrent = keras.activations.serialize(recurrent) if recurrent is not None else "sigmoid"
+    def name(attribute, default):
+        function = getattr(cell, attribute, None)
+        return default if function is None else keras.activations.serialize(function)
+
+    activation, recurrent = name("activation", None), name("recurrent_activation", "sigmoid")
     if getattr(cell, "use_bias", False) and recurrent == "sigmoid":
         if isinstance(cell, keras.layers.LSTMCell) and activation == "tanh":
             return LSTMCell(cell.units)
@@ -343,8 +345,8 @@ def watch(model, inputs, layer=None):
                          f"layers: {', '.join(names) or 'none'}.")
     rnn = recurrent[names.index(layer) if layer is not None else 0]
     if isinstance(rnn, keras.layers.Bidirectional) or rnn.go_backwards:
-        raise ValueError(f"Layer {rnn.name!r} runs backwards; watch runs a sequence forwards "
-                         "only.")
+        raise ValueError(f"Layer {rnn.name!r} runs backwards (or both ways); watch runs a "
+                         "sequence forwards only.")
     cell = _essay_cell(rnn.cell)
     sequence = keras.Model(model.input, rnn.input)(inputs)           # (B, T, D)
     cell.build(sequence.shape)

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from keras import ops
 import pytest
 import tensorflow as tf
 
@@ -232,3 +233,14 @@ def test_watch_refuses_what_it_cannot_run():
     odd = keras.Model(inputs, keras.layers.LSTM(H, activation="relu")(inputs))
     with pytest.raises(ValueError, match="Cannot watch a LSTMCell with activation 'relu'"):
         cells.watch(odd, np.zeros((1, 3, D), "float32"))
+
+    class Cumulative(keras.layers.Layer):  # A cell of the user's own, without activations.
+        state_size = output_size = H
+
+        def call(self, inputs, states):
+            h = states[0] + ops.sum(inputs, axis=-1, keepdims=True)
+            return h, [h]
+
+    own = keras.Model(inputs, keras.layers.RNN(Cumulative())(inputs))
+    with pytest.raises(ValueError, match="Cannot watch a Cumulative with activation None"):
+        cells.watch(own, np.zeros((1, 3, D), "float32"))
