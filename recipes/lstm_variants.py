@@ -111,14 +111,39 @@ def plot(runs, path):
     common.save_figure(figure, path)
 
 
+def markdown(runs, metric_name):
+    """One row per variant: its learning rate and parameters, then for each gap how many seeds
+    solved the task and the median sequences they needed (or, where none did, the median final
+    metric)."""
+    variants = list(dict.fromkeys(run["cell"] for run in runs))
+    gaps = sorted({run["gap"] for run in runs})
+    lines = ["| variant | learning rate | parameters | "
+             + " | ".join(f"gap {gap}: solved (median sequences)" for gap in gaps) + " |",
+             "|---|---|---|" + "---|" * len(gaps)]
+    for variant in variants:
+        mine = [run for run in runs if run["cell"] == variant]
+        cells = []
+        for gap in gaps:
+            group = [run for run in mine if run["gap"] == gap]
+            solved = [run["sequences_seen"] for run in group if run["solved"]]
+            if solved:
+                detail = f" ({statistics.median(solved):,.0f})"
+            else:
+                final = statistics.median(run["metric"] for run in group) if group else None
+                detail = f" (final {metric_name} {final:.2f})" if group else ""
+            cells.append(f"{len(solved)}/{len(group)}{detail}" if group else "—")
+        lines.append(f"| {variant} | {mine[0]['learning_rate']:g} | {mine[0]['parameters']:,} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def report(summary, out_dir):
     """Writes summary.md and lstm_variants.png from the runs of `summary` and prints the table."""
     import common
 
-    runs, metric_name = summary["runs"], summary["metric_name"]
-    table = long_gap.markdown(long_gap.summarise(runs), metric_name)
+    table = markdown(summary["runs"], summary["metric_name"])
     common.write_text(os.path.join(out_dir, "summary.md"), table)
-    plot(runs, os.path.join(out_dir, f"{RECIPE}.png"))
+    plot(summary["runs"], os.path.join(out_dir, f"{RECIPE}.png"))
     print()
     print(table, end="")
     print(f"written to {out_dir}/summary.json, summary.md and {RECIPE}.png"
