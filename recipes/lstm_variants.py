@@ -76,6 +76,8 @@ def main(argv=None):
 def plot(runs, path):
     """Left, the share of seeds that solved the task, per variant and gap; right, the sequences
     each solved run needed (dots) and their median (bar)."""
+    from matplotlib import ticker
+
     import common
 
     figure, (solved_axes, sequences_axes) = common.new_figure((12, 4.5), columns=2)
@@ -93,9 +95,9 @@ def plot(runs, path):
             sequences_axes.scatter([position + offset] * len(solved), solved, color="black",
                                    s=8, zorder=3)
             if group and not solved:
-                sequences_axes.annotate("none\nsolved", (position + offset, 0.02),
+                sequences_axes.annotate("none solved", (position + offset, 0.03),
                                         xycoords=("data", "axes fraction"), ha="center",
-                                        fontsize="x-small")
+                                        rotation=90, fontsize="x-small")
         positions = [position + offset for position in range(len(variants))]
         solved_axes.bar(positions, shares, width, label=f"gap {gap}")
         sequences_axes.bar(positions, medians, width, label=f"gap {gap} (median)")
@@ -106,6 +108,9 @@ def plot(runs, path):
     solved_axes.set_ylim(0, 1.05)
     solved_axes.set_ylabel("share of seeds that solved the task")
     sequences_axes.set_yscale("log")
+    sequences_axes.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+    sequences_axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    sequences_axes.yaxis.set_minor_locator(ticker.NullLocator())
     sequences_axes.set_ylabel("sequences until solved (dots: seeds)")
     figure.suptitle('The variants on "I grew up in France … I speak fluent French"')
     common.save_figure(figure, path)
