@@ -413,11 +413,13 @@ def test_the_walkthrough_finds_the_unit_that_stores_the_country():
     rng = np.random.default_rng(1)
     shape = tokens.shape + (4,)
     values = {name: rng.uniform(0.2, 0.8, size=shape) for name in ("forget", "input", "output")}
+    values["candidate"] = rng.uniform(-1, 1, size=shape)
     # Unit 2 writes the country at its step and keeps it: forget gate 1 after it.
     values["cell"] = rng.normal(0, 0.1, size=shape)
     values["cell"][:, :, 2] = np.where(steps >= country[:, None], 3.0 * languages[:, None], 0.0)
     values["forget"][:, :, 2] = np.where(steps > country[:, None], 1.0, 0.5)
     values["input"][:, :, 2] = np.where(steps == country[:, None], 0.9, 0.1)
+    values["candidate"][:, :, 2] = 1.0
     measured = walkthrough.measure(task, tokens, languages, values)
     assert measured["carriers"][0] == 2
     eta = measured["cell_eta2_of_carriers"]
@@ -425,6 +427,7 @@ def test_the_walkthrough_finds_the_unit_that_stores_the_country():
     forget = measured["forget_gate"]
     assert forget["first_half_of_gap"] > forget["before_country"] + 0.1
     assert measured["input_gate"]["at_country"] > measured["input_gate"]["elsewhere"]
+    assert measured["written"]["at_country"] > measured["written"]["elsewhere"]
 
 
 @pytest.mark.parametrize("recipe, arguments, message", [
