@@ -100,6 +100,10 @@ def _non_negative_int(text):
     return value
 
 
+# Integer settings for which 0 is a value (every other number must be positive).
+COUNTED_FROM_ZERO = ("seed", "first_seed", "example")
+
+
 def parse_config(config_class, description, argv=None, smoke=None, full=None):
     """Parses the command line into `config_class`: defaults, then `smoke` under `--smoke` (or
     `full` under `--full`), then the flags given. Bad flags end the run with one line and exit
@@ -114,7 +118,7 @@ def parse_config(config_class, description, argv=None, smoke=None, full=None):
                                 help=field.metadata.get("help"))
             continue
         kind = {"int": int, "float": float, "str": str}.get(field.type, field.type)
-        if field.name == "seed":
+        if field.name in COUNTED_FROM_ZERO:
             convert = _non_negative_int
         elif kind in (int, float):
             convert = _positive(kind)

@@ -433,6 +433,7 @@ def test_the_walkthrough_finds_the_unit_that_stores_the_country():
 @pytest.mark.parametrize("recipe, arguments, message", [
     ("lstm_walkthrough", ["--cell", "gru"], "the walkthrough follows a cell state"),
     ("lstm_walkthrough", ["--example", "512"], "there are 512 test sentences"),
+    ("lstm_walkthrough", ["--example=-1"], "expected an integer >= 0, got '-1'"),
     ("lstm_variants", ["--cells", "lstm+irnn"], "unknown lstm+irnn"),
     ("adding_problem", ["--cell", "coupled_lstm", "--implementation", "builtin"],
      "Keras has no built-in layer for cell 'coupled_lstm'"),
@@ -441,3 +442,11 @@ def test_inside_the_lstm_bad_arguments_exit_2(recipe, arguments, message):
     process = run_python([f"recipes/{recipe}.py", *arguments])
     assert process.returncode == 2 and message in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_settings_counted_from_zero_take_zero():
+    cli = recipe_module("cli")
+    for recipe, flag in [("lstm_walkthrough", "--example"), ("long_gap", "--first-seed"),
+                         ("adding_problem", "--seed")]:
+        config = cli.parse_config(recipe_module(recipe).Config, "", [flag, "0"])
+        assert getattr(config, flag[2:].replace("-", "_")) == 0
