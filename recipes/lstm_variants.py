@@ -23,8 +23,8 @@ Each trains at its own learning rate, chosen by the same grid search as in long_
 long_gap.TUNED_LEARNING_RATES): no variant runs at a rate tuned for another.
 
 Run it:
-    python recipes/lstm_variants.py              # gap 30, 3 seeds: about 10 minutes
-    python recipes/lstm_variants.py --full       # gaps 30 and 100: about 40 minutes
+    python recipes/lstm_variants.py              # gap 30, 3 seeds: about 4 minutes
+    python recipes/lstm_variants.py --full       # gaps 30 and 100: about 30 minutes
     python recipes/lstm_variants.py --smoke      # a tiny sweep, for the tests
 """
 

@@ -21,7 +21,7 @@ The figure draws the forget, input and output gates and the cell state of those 
 along one test sentence.
 
 Run it:
-    python recipes/lstm_walkthrough.py               # about a minute on a 2-core CPU
+    python recipes/lstm_walkthrough.py               # about 15 seconds on a 2-core CPU
     python recipes/lstm_walkthrough.py --example 3   # another sentence in the figure
     python recipes/lstm_walkthrough.py --smoke       # a tiny run, for the tests
 """
