@@ -8,8 +8,14 @@ version is never overwritten, and the staging directory never outlives the expor
 
 The exported model is a copy that never uses cuDNN, so a model trained on a GPU serves on a
 CPU-only server; `cudnn_ops` reads a SavedModel's graph to prove it.
+
+Every export also rewrites `<base_path>/models.config`, TF Serving's `model_config_list` with one
+entry per model directory, its base path as the README's Docker command mounts it (`/models`).
+A staging directory left by an export that was killed is removed by the next export of that
+model.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,14 +24,20 @@ import uuid
 import keras
 import numpy as np
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 from kala import models
 
 SIGNATURE = "serving_default"
 STAGING_PREFIX = ".staging-"
+CONFIG_FILE = "models.config"
+# Where the README's `docker run` mounts the base path inside the TF Serving container.
+SERVER_BASE_PATH = "/models"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION = re.compile(r"^[0-9]+$")
+_STAGING = re.compile(rf"^{re.escape(STAGING_PREFIX)}([0-9]+)-")
 
 
 def versions(model_dir):
@@ -33,6 +45,75 @@ def versions(model_dir):
     if not os.path.isdir(model_dir):
         return []
     return sorted(int(name) for name in os.listdir(model_dir) if _VERSION.match(name))
+
+
+def model_names(base_path):
+    """The model directories under a base path that hold at least one version, sorted."""
+    if not os.path.isdir(base_path):
+        return []
+    return sorted(name for name in os.listdir(base_path)
+                  if _MODEL_NAME.match(name) and versions(os.path.join(base_path, name)))
+
+
+def models_config(base_path, server_base_path=SERVER_BASE_PATH):
+    """TF Serving's `ModelServerConfig`, in its text format, with one entry per model directory
+    under `base_path`, seen by the server under `server_base_path`."""
+    config = model_server_config_pb2.ModelServerConfig()
+    for name in model_names(base_path):
+        entry = config.model_config_list.config.add()
+        entry.name = name
+        entry.base_path = f"{server_base_path}/{name}"
+        entry.model_platform = "tensorflow"
+    return text_format.MessageToString(config)
+
+
+@contextlib.contextmanager
+def _locked(base_path):
+    """Holds an exclusive lock on the base path (where the OS has `fcntl`), so that two exports
+    finishing at once write models.config one after the other."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the checker reports a config out of sync.
+        yield
+        return
+    with open(os.path.join(base_path, f".{CONFIG_FILE}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_models_config(base_path):
+    """Rewrites `<base_path>/models.config` from the model directories there, atomically (a
+    temporary file, then a rename), and returns its path."""
+    path = os.path.join(os.fspath(base_path), CONFIG_FILE)
+    with _locked(base_path):
+        temporary = f"{path}.tmp-{os.getpid()}"
+        with open(temporary, "w") as file:
+            file.write(models_config(base_path))
+        os.replace(temporary, path)
+    return path
+
+
+def _remove_stale_staging(model_dir):
+    """Removes the staging directories of exports whose process no longer runs (killed)."""
+    for name in os.listdir(model_dir):
+        match = _STAGING.match(name)
+        if match and not _is_running(int(match.group(1))):
+            shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
+
+
+def _is_running(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Another user's process.
+        return True
+    return True
 
 
 def cudnn_ops(export_dir):
@@ -140,6 +221,7 @@ def export_model(model, base_path, model_name, example_inputs=None):
 
     model_dir = os.path.join(os.fspath(base_path), model_name)
     os.makedirs(model_dir, exist_ok=True)
+    _remove_stale_staging(model_dir)
     serving_model = models.without_cudnn(model)
     staging = os.path.join(model_dir, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
@@ -152,9 +234,11 @@ def export_model(model, base_path, model_name, example_inputs=None):
                 # rename() fails on an existing non-empty directory, so a version that another
                 # exporter published meanwhile is never replaced; then try the next number.
                 os.rename(staging, target)
-                return target
+                break
             except OSError:
                 if not os.path.isdir(target):
                     raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    write_models_config(base_path)
+    return target

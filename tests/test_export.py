@@ -133,3 +133,46 @@ def test_exports_contain_no_cudnn_ops_and_the_check_finds_them(tmp_path):
     cudnn_dir = str(tmp_path / "cudnn")
     tf.saved_model.save(CudnnModule(), cudnn_dir)
     assert export.cudnn_ops(cudnn_dir) == ["CudnnRNNV3"]
+
+
+# --- models.config and stale staging directories. ----------------------------------------------
+
+def parsed_config(base_path):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    with open(os.path.join(base_path, "models.config")) as file:
+        return text_format.Parse(file.read(), model_server_config_pb2.ModelServerConfig())
+
+
+def test_every_export_keeps_models_config_listing_exactly_the_model_dirs(tmp_path):
+    kala.export_model(adding_model(), tmp_path, "adding")
+    (tmp_path / "empty_model").mkdir()  # No version: not a model TF Serving could load.
+    kala.export_model(copy_model(), tmp_path, "copy")
+    config = parsed_config(tmp_path)
+    entries = [(entry.name, entry.base_path, entry.model_platform)
+               for entry in config.model_config_list.config]
+    assert entries == [("adding", "/models/adding", "tensorflow"),
+                       ("copy", "/models/copy", "tensorflow")]
+    assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]
+
+
+def dead_pid():
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_next_export_removes_the_staging_dir_of_a_killed_one(tmp_path):
+    model_dir = tmp_path / "adding"
+    model_dir.mkdir()
+    stale = model_dir / f"{export.STAGING_PREFIX}{dead_pid()}-0000abcd"
+    live = model_dir / f"{export.STAGING_PREFIX}{os.getppid()}-0000abcd"  # Our parent runs.
+    for directory in (stale, live):
+        (directory / "variables").mkdir(parents=True)
+    kala.export_model(adding_model(), tmp_path, "adding")
+    assert sorted(os.listdir(model_dir)) == sorted(["1", live.name])
