@@ -9,7 +9,9 @@ version is never overwritten, and the staging directory never outlives the expor
 The exported model is a copy that never uses cuDNN, so a model trained on a GPU serves on a
 CPU-only server; `cudnn_ops` reads a SavedModel's graph to prove it.
 
-Every export also rewrites `<base_path>/models.config`, TF Serving's `model_config_list` with one
+Each version carries `assets.extra/tf_serving_warmup_requests`, `PredictionLog` records that TF
+Serving replays before it serves the version. Every export also rewrites
+`<base_path>/models.config`, TF Serving's `model_config_list` with one
 entry per model directory, its base path as the README's Docker command mounts it (`/models`).
 A staging directory left by an export that was killed is removed by the next export of that
 model.
@@ -26,11 +28,14 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from kala import models
 
 SIGNATURE = "serving_default"
+# TF Serving replays these requests when it loads a version, before it serves any (REFERENCE.md §3).
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 STAGING_PREFIX = ".staging-"
 CONFIG_FILE = "models.config"
 # Where the README's `docker run` mounts the base path inside the TF Serving container.
@@ -44,7 +49,7 @@ def versions(model_dir):
     """The integer versions under a model directory, ascending (empty if it does not exist)."""
     if not os.path.isdir(model_dir):
         return []
-    return sorted(int(name) for name in os.listdir(model_dir) if _VERSION.match(name))
+    return sorted(int(name) for name in os.listdir(model_dir) if is_version(name))
 
 
 def model_names(base_path):
@@ -96,12 +101,25 @@ def write_models_config(base_path):
     return path
 
 
+def is_version(name):
+    """Whether TF Serving takes a directory of this name for a version: an integer."""
+    return bool(_VERSION.match(name))
+
+
+def is_staging(name):
+    """Whether a directory of this name is an export's staging directory."""
+    return bool(_STAGING.match(name))
+
+
+def stale_staging(model_dir):
+    """The staging directories under a model directory whose export no longer runs (killed)."""
+    return sorted(name for name in os.listdir(model_dir) if is_staging(name)
+                  and not _is_running(int(_STAGING.match(name).group(1))))
+
+
 def _remove_stale_staging(model_dir):
-    """Removes the staging directories of exports whose process no longer runs (killed)."""
-    for name in os.listdir(model_dir):
-        match = _STAGING.match(name)
-        if match and not _is_running(int(match.group(1))):
-            shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
+    for name in stale_staging(model_dir):
+        shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
 
 
 def _is_running(pid):
@@ -150,12 +168,47 @@ def _write_saved_model(model, directory):
     output_name = model.output_names[0]
 
     def serve(inputs):
+        # A request of the wrong rank or feature size fails here, with a message naming the
+        # expected shape, instead of deep inside the recurrent loop.
+        inputs = tf.ensure_shape(inputs, spec.shape)
         return {output_name: model(inputs, training=False)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE, serve, input_signature=input_signature)
     archive.write_out(directory, verbose=False)
+
+
+def _write_warmup(directory, model_name, input_name, example_inputs):
+    """Writes the warmup requests: one sequence, and the whole example batch."""
+    path = os.path.join(directory, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in (example_inputs[:1], example_inputs):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE))
+            request.inputs[input_name].CopyFrom(tf.make_tensor_proto(batch))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def warmup_requests(export_dir):
+    """The `PredictRequest`s of a version's warmup file, in order."""
+    requests = []
+    for record in tf.data.TFRecordDataset(os.path.join(export_dir, WARMUP_FILE)):
+        log = prediction_log_pb2.PredictionLog()
+        log.ParseFromString(record.numpy())
+        requests.append(log.predict_log.request)
+    return requests
+
+
+def replay(loaded, request):
+    """Runs one `PredictRequest` against a loaded SavedModel, as TF Serving would, and returns
+    the outputs as NumPy arrays."""
+    signature = loaded.signatures[request.model_spec.signature_name or SIGNATURE]
+    inputs = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
+    return {name: value.numpy() for name, value in signature(**inputs).items()}
 
 
 def _validate(directory, model, example_inputs):
@@ -176,6 +229,8 @@ def _validate(directory, model, example_inputs):
     # run cuDNN (and TF32 matmuls) while the export runs the generic kernel.
     if not np.allclose(answer.numpy(), keras.ops.convert_to_numpy(expected), rtol=1e-3, atol=1e-4):
         raise ValueError(f"The export in {directory} does not answer like the Keras model.")
+    for request in warmup_requests(directory):
+        replay(loaded, request)
 
 
 def check_model_name(model_name):
@@ -226,6 +281,7 @@ def export_model(model, base_path, model_name, example_inputs=None):
     staging = os.path.join(model_dir, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         _write_saved_model(serving_model, staging)
+        _write_warmup(staging, model_name, model.inputs[0].name, np.asarray(example_inputs))
         _validate(staging, model, example_inputs)
         while True:
             version = max(versions(model_dir), default=0) + 1
