@@ -1,5 +1,6 @@
 """The serving contract: models.config, warmup requests, the checker, and bad requests."""
 
+import os
 import shutil
 
 import numpy as np
@@ -90,3 +91,54 @@ def test_the_checker_takes_bad_arguments_with_one_line_and_exit_2(tmp_path):
     assert code == 2 and "is not a directory" in err and "Traceback" not in err
     process = run_python(["-m", "kala.serving", "inspect"])
     assert process.returncode == 2 and "invalid choice: 'inspect'" in process.stderr
+
+
+# Exports one model again and again, saying when each version is published.
+EXPORT_FOREVER = """
+import sys
+import keras
+import kala
+task = kala.tasks.AddingProblem(10)
+keras.utils.set_random_seed(0)
+model = kala.build_model("lstm", 6, **task.model_options)
+while True:
+    print(kala.export_model(model, sys.argv[1], "adding"), flush=True)
+"""
+
+
+def test_killing_exports_at_any_moment_never_leaves_a_partial_version(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    rng = random.Random(0)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    killed_mid_export = 0
+    for _ in range(5):
+        child = subprocess.Popen([sys.executable, "-c", EXPORT_FOREVER, str(tmp_path)], cwd=ROOT,
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 text=True)
+        child.stdout.readline()  # One version published: exports are running.
+        time.sleep(rng.uniform(0.0, 3.0))  # Then kill it somewhere in a later export.
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        model_dir = tmp_path / "adding"
+        killed_mid_export += any(export.is_staging(name) for name in os.listdir(model_dir))
+        for name in os.listdir(model_dir):
+            if export.is_version(name):
+                version = model_dir / name
+                assert (version / "saved_model.pb").is_file(), name
+                assert (version / "variables" / "variables.index").is_file(), name
+                assert (version / export.WARMUP_FILE).is_file(), name
+            else:
+                assert export.is_staging(name), name  # Only a dead export's staging dir.
+    assert killed_mid_export  # The kills did land inside exports, not only between them.
+    kala.export_model(adding_model(), tmp_path, "adding")
+    assert all(export.is_version(name) for name in os.listdir(tmp_path / "adding"))
+    reports, config_problems = serving.check(str(tmp_path))
+    assert [report.problems for report in reports] == [[]] and config_problems == []
