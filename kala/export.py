@@ -171,6 +171,9 @@ def _write_saved_model(model, directory):
         # A request of the wrong rank or feature size fails here, with a message naming the
         # expected shape, instead of deep inside the recurrent loop.
         inputs = tf.ensure_shape(inputs, spec.shape)
+        # A sequence of no steps has no last state to answer from.
+        tf.debugging.assert_positive(tf.shape(inputs)[1], message=(
+            f"{spec.name}: a sequence needs at least one step; received a request of 0 steps"))
         return {output_name: model(inputs, training=False)}
 
     archive = keras.export.ExportArchive()

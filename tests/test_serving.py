@@ -142,3 +142,21 @@ def test_killing_exports_at_any_moment_never_leaves_a_partial_version(tmp_path):
     assert all(export.is_version(name) for name in os.listdir(tmp_path / "adding"))
     reports, config_problems = serving.check(str(tmp_path))
     assert [report.problems for report in reports] == [[]] and config_problems == []
+
+
+def test_bad_requests_get_a_clear_error_or_a_documented_answer(tmp_path):
+    version = kala.export_model(adding_model(), tmp_path, "adding")
+    signature = tf.saved_model.load(version).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="expected to be a float tensor but is a int32 tensor"):
+        signature(sequence=tf.zeros((2, 5, 2), tf.int32))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="sequence: a sequence needs at least one step"):
+        signature(sequence=tf.zeros((2, 0, 2)))
+    # An empty batch gets an empty answer of the right shape.
+    assert tuple(signature(sequence=tf.zeros((0, 5, 2)))["prediction"].shape) == (0, 1)
+    # NaN in, NaN out, for that sequence only: the server does not crash (README, "Serving").
+    values = np.zeros((2, 5, 2), np.float32)
+    values[0, 2, 0] = np.nan
+    answer = signature(sequence=tf.constant(values))["prediction"].numpy()
+    assert np.isnan(answer[0, 0]) and np.isfinite(answer[1, 0])
