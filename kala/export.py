@@ -94,6 +94,11 @@ def write_models_config(base_path):
     temporary file, then a rename), and returns its path."""
     path = os.path.join(os.fspath(base_path), CONFIG_FILE)
     with _locked(base_path):
+        for name in os.listdir(base_path):  # Left by an export killed while writing it.
+            pid = name[len(f"{CONFIG_FILE}.tmp-"):]
+            if name.startswith(f"{CONFIG_FILE}.tmp-") and pid.isdigit() \
+                    and not _is_running(int(pid)):
+                os.remove(os.path.join(base_path, name))
         temporary = f"{path}.tmp-{os.getpid()}"
         with open(temporary, "w") as file:
             file.write(models_config(base_path))

@@ -147,6 +147,7 @@ def parsed_config(base_path):
 
 def test_every_export_keeps_models_config_listing_exactly_the_model_dirs(tmp_path):
     kala.export_model(adding_model(), tmp_path, "adding")
+    (tmp_path / f"models.config.tmp-{dead_pid()}").write_text("half a config")
     (tmp_path / "empty_model").mkdir()  # No version: not a model TF Serving could load.
     kala.export_model(copy_model(), tmp_path, "copy")
     config = parsed_config(tmp_path)
