@@ -42,7 +42,9 @@ CONFIG_FILE = "models.config"
 SERVER_BASE_PATH = "/models"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION = re.compile(r"^[0-9]+$")
+# What an export writes under a name holding its process id: group 1 is the id.
 _STAGING = re.compile(rf"^{re.escape(STAGING_PREFIX)}([0-9]+)-")
+_CONFIG_TEMPORARY = re.compile(rf"^{re.escape(CONFIG_FILE)}\.tmp-([0-9]+)$")
 
 
 def versions(model_dir):
@@ -94,12 +96,9 @@ def write_models_config(base_path):
     temporary file, then a rename), and returns its path."""
     path = os.path.join(os.fspath(base_path), CONFIG_FILE)
     with _locked(base_path):
-        for name in os.listdir(base_path):  # Left by an export killed while writing it.
-            pid = name[len(f"{CONFIG_FILE}.tmp-"):]
-            if name.startswith(f"{CONFIG_FILE}.tmp-") and pid.isdigit() \
-                    and not _is_running(int(pid)):
-                os.remove(os.path.join(base_path, name))
-        temporary = f"{path}.tmp-{os.getpid()}"
+        for name in _left_by_dead_exports(base_path, _CONFIG_TEMPORARY):
+            os.remove(os.path.join(base_path, name))
+        temporary = f"{path}.tmp-{os.getpid()}"  # As _CONFIG_TEMPORARY matches.
         with open(temporary, "w") as file:
             file.write(models_config(base_path))
         os.replace(temporary, path)
@@ -118,8 +117,13 @@ def is_staging(name):
 
 def stale_staging(model_dir):
     """The staging directories under a model directory whose export no longer runs (killed)."""
-    return sorted(name for name in os.listdir(model_dir) if is_staging(name)
-                  and not _is_running(int(_STAGING.match(name).group(1))))
+    return _left_by_dead_exports(model_dir, _STAGING)
+
+
+def _left_by_dead_exports(directory, pattern):
+    """The names in `directory` that `pattern` matches, whose process (group 1) no longer runs."""
+    return sorted(name for name in os.listdir(directory)
+                  if (match := pattern.match(name)) and not _is_running(int(match.group(1))))
 
 
 def _remove_stale_staging(model_dir):
@@ -128,8 +132,6 @@ def _remove_stale_staging(model_dir):
 
 
 def _is_running(pid):
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
