@@ -30,7 +30,6 @@ Run it:
 
 import dataclasses
 import os
-import statistics
 
 import cli
 import long_gap
@@ -73,7 +72,14 @@ def main(argv=None):
     report(summary, out_dir)
 
 
-def plot(runs, path):
+def _lines(table):
+    """The variants of a summarised table, in order: (cell, learning rate) and its label."""
+    keys = list(dict.fromkeys((row["cell"], row["learning_rate"]) for row in table))
+    several_rates = len({cell for cell, _ in keys}) < len(keys)
+    return [(key, f"{key[0]} (lr {key[1]:g})" if several_rates else key[0]) for key in keys]
+
+
+def plot(runs, table, path):
     """Left, the share of seeds that solved the task, per variant and gap; right, the sequences
     each solved run needed (dots) and their median (bar)."""
     from matplotlib import ticker
@@ -81,29 +87,32 @@ def plot(runs, path):
     import common
 
     figure, (solved_axes, sequences_axes) = common.new_figure((12, 4.5), columns=2)
-    variants = list(dict.fromkeys(run["cell"] for run in runs))
-    gaps = sorted({run["gap"] for run in runs})
+    lines = _lines(table)
+    rows = {(row["cell"], row["learning_rate"], row["gap"]): row for row in table}
+    gaps = sorted({row["gap"] for row in table})
     width = 0.8 / len(gaps)
     for index, gap in enumerate(gaps):
         offset = (index - (len(gaps) - 1) / 2) * width
         shares, medians = [], []
-        for position, variant in enumerate(variants):
-            group = [run for run in runs if (run["cell"], run["gap"]) == (variant, gap)]
-            solved = [run["sequences_seen"] for run in group if run["solved"]]
-            shares.append(len(solved) / len(group) if group else 0)
-            medians.append(statistics.median(solved) if solved else 0)
+        for position, (key, _) in enumerate(lines):
+            row = rows.get((*key, gap))
+            shares.append(row["success_rate"] if row else 0)
+            medians.append((row and row["median_sequences_seen"]) or 0)
+            solved = [run["sequences_seen"] for run in runs if run["solved"]
+                      and (run["cell"], run["learning_rate"], run["gap"]) == (*key, gap)]
             sequences_axes.scatter([position + offset] * len(solved), solved, color="black",
                                    s=8, zorder=3)
-            if group and not solved:
+            if row and not solved:
                 sequences_axes.annotate("none solved", (position + offset, 0.03),
                                         xycoords=("data", "axes fraction"), ha="center",
                                         rotation=90, fontsize="x-small")
-        positions = [position + offset for position in range(len(variants))]
+        positions = [position + offset for position in range(len(lines))]
         solved_axes.bar(positions, shares, width, label=f"gap {gap}")
         sequences_axes.bar(positions, medians, width, label=f"gap {gap} (median)")
     for axes in (solved_axes, sequences_axes):
-        axes.set_xticks(range(len(variants)))
-        axes.set_xticklabels(variants, rotation=35, ha="right", fontsize="small")
+        axes.set_xticks(range(len(lines)))
+        axes.set_xticklabels([label for _, label in lines], rotation=35, ha="right",
+                             fontsize="small")
         axes.legend(fontsize="small")
     solved_axes.set_ylim(0, 1.05)
     solved_axes.set_ylabel("share of seeds that solved the task")
@@ -116,28 +125,28 @@ def plot(runs, path):
     common.save_figure(figure, path)
 
 
-def markdown(runs, metric_name):
-    """One row per variant: its learning rate and parameters, then for each gap how many seeds
-    solved the task and the median sequences they needed (or, where none did, the median final
-    metric)."""
-    variants = list(dict.fromkeys(run["cell"] for run in runs))
-    gaps = sorted({run["gap"] for run in runs})
+def markdown(table, metric_name):
+    """One row per variant (of `long_gap.summarise`'s table): its learning rate and parameters,
+    then for each gap how many seeds solved the task and the median sequences they needed (or,
+    where none did, the median final metric)."""
+    rows = {(row["cell"], row["learning_rate"], row["gap"]): row for row in table}
+    gaps = sorted({row["gap"] for row in table})
     lines = ["| variant | learning rate | parameters | "
              + " | ".join(f"gap {gap}: solved (median sequences)" for gap in gaps) + " |",
              "|---|---|---|" + "---|" * len(gaps)]
-    for variant in variants:
-        mine = [run for run in runs if run["cell"] == variant]
+    for (cell, learning_rate), label in _lines(table):
         cells = []
         for gap in gaps:
-            group = [run for run in mine if run["gap"] == gap]
-            solved = [run["sequences_seen"] for run in group if run["solved"]]
-            if solved:
-                detail = f" ({statistics.median(solved):,.0f})"
-            else:
-                final = statistics.median(run["metric"] for run in group) if group else None
-                detail = f" (final {metric_name} {final:.2f})" if group else ""
-            cells.append(f"{len(solved)}/{len(group)}{detail}" if group else "—")
-        lines.append(f"| {variant} | {mine[0]['learning_rate']:g} | {mine[0]['parameters']:,} | "
+            row = rows.get((cell, learning_rate, gap))
+            if row is None:
+                cells.append("—")
+                continue
+            solved = round(row["success_rate"] * row["seeds"])
+            detail = (f"{row['median_sequences_seen']:,.0f}" if solved
+                      else f"final {metric_name} {row['median_metric']:.2f}")
+            cells.append(f"{solved}/{row['seeds']} ({detail})")
+        parameters = next(row["parameters"] for row in table if row["cell"] == cell)
+        lines.append(f"| {label} | {learning_rate:g} | {parameters:,} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -146,11 +155,12 @@ def report(summary, out_dir):
     """Writes summary.md and lstm_variants.png from the runs of `summary` and prints the table."""
     import common
 
-    table = markdown(summary["runs"], summary["metric_name"])
-    common.write_text(os.path.join(out_dir, "summary.md"), table)
-    plot(summary["runs"], os.path.join(out_dir, f"{RECIPE}.png"))
+    table = long_gap.summarise(summary["runs"])
+    text = markdown(table, summary["metric_name"])
+    common.write_text(os.path.join(out_dir, "summary.md"), text)
+    plot(summary["runs"], table, os.path.join(out_dir, f"{RECIPE}.png"))
     print()
-    print(table, end="")
+    print(text, end="")
     print(f"written to {out_dir}/summary.json, summary.md and {RECIPE}.png"
           + (f"; the sweep took {summary['wall_seconds'] / 60:.1f} min"
              if summary.get("wall_seconds") else ""))
