@@ -25,6 +25,21 @@ print(json.dumps({"input": name, "outputs": outputs}))
 """
 
 
+def serve_in_fresh_process(version_dir, inputs, scratch_dir):
+    """Answers `inputs` with the `serving_default` of an export loaded in a fresh process that
+    never imports kala. Returns the signature's input name and its outputs as NumPy arrays."""
+    import json
+
+    import numpy as np
+
+    inputs_path = os.path.join(scratch_dir, "inputs.npy")
+    np.save(inputs_path, inputs)
+    process = run_python(["-c", FRESH_LOAD, str(version_dir), inputs_path])
+    assert process.returncode == 0, process.stderr[-3000:]
+    answer = json.loads(process.stdout.strip().splitlines()[-1])
+    return answer["input"], {name: np.array(value) for name, value in answer["outputs"].items()}
+
+
 def run_python(args, cwd=ROOT, timeout=300):
     """Runs `python ARGS` in a fresh process and returns the CompletedProcess (text output)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

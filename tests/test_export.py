@@ -1,7 +1,6 @@
 """Export for TF Serving: version layout, no half-written versions, CPU-only graphs, fresh loads."""
 
 import importlib
-import json
 import os
 
 import numpy as np
@@ -10,7 +9,7 @@ import tensorflow as tf
 
 import kala
 from kala import export, tasks
-from conftest import FRESH_LOAD, run_python
+from conftest import serve_in_fresh_process
 
 
 
@@ -78,15 +77,10 @@ def test_bad_model_names_raise_value_error(tmp_path, name):
 def test_serving_default_answers_like_keras_in_a_fresh_process(tmp_path, make_model, inputs):
     model = make_model()
     version = kala.export_model(model, tmp_path, "model")
-    inputs_path = tmp_path / "inputs.npy"
-    np.save(inputs_path, inputs)
-    process = run_python(["-c", FRESH_LOAD, version, str(inputs_path)])
-    assert process.returncode == 0, process.stderr[-2000:]
-    answer = json.loads(process.stdout.strip().splitlines()[-1])
-    assert answer["input"] == model.inputs[0].name
+    input_name, outputs = serve_in_fresh_process(version, inputs, tmp_path)
+    assert input_name == model.inputs[0].name
     (output_name,) = model.output_names
-    np.testing.assert_allclose(np.array(answer["outputs"][output_name]), model(inputs),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs[output_name], model(inputs), rtol=1e-5, atol=1e-6)
 
 
 def test_the_signature_has_named_typed_inputs_with_dynamic_batch_and_time(tmp_path):

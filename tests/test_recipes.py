@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import kala
-from conftest import FRESH_LOAD, ROOT, run_python
+from conftest import ROOT, run_python, serve_in_fresh_process
 
 RECIPES = {
     # recipe: (result file of a smoke run, export name, a batch of 3 at a length never trained on)
@@ -48,11 +48,7 @@ def test_smoke_run_trains_reports_and_exports(tmp_path, recipe):
     version = saved_models / recipe / "1"
     assert (version / "saved_model.pb").is_file()
     assert os.listdir(saved_models / recipe) == ["1"]
-    inputs_path = tmp_path / "inputs.npy"
-    np.save(inputs_path, inputs)
-    served = run_python(["-c", FRESH_LOAD, str(version), str(inputs_path)])
-    assert served.returncode == 0, served.stderr[-3000:]
-    outputs = json.loads(served.stdout.strip().splitlines()[-1])["outputs"]
+    _, outputs = serve_in_fresh_process(version, inputs, tmp_path)
     (answer,) = outputs.values()
     expected_shape = (3, 1) if recipe == "adding_problem" else (3, 41, 10)
     assert np.array(answer).shape == expected_shape
@@ -130,11 +126,8 @@ def test_every_cell_trains_in_a_recipe_and_serves_in_a_fresh_process(tmp_path, c
     with open(tmp_path / "adding_problem" / f"2016-{cell}-T20-seed0{suffix}-smoke.json") as file:
         assert json.load(file)["steps"] == 20
     inputs = np.random.default_rng(0).uniform(size=(3, 37, 2)).astype(np.float32)
-    np.save(tmp_path / "inputs.npy", inputs)
-    served = run_python(["-c", FRESH_LOAD, str(saved_models / "adding_problem" / "1"),
-                         str(tmp_path / "inputs.npy")])
-    assert served.returncode == 0, served.stderr[-3000:]
-    (answer,) = json.loads(served.stdout.strip().splitlines()[-1])["outputs"].values()
+    _, outputs = serve_in_fresh_process(saved_models / "adding_problem" / "1", inputs, tmp_path)
+    (answer,) = outputs.values()
     assert np.array(answer).shape == (3, 1) and np.all(np.isfinite(answer))
 
 
