@@ -106,6 +106,21 @@ while True:
 """
 
 
+def _wait_for(path_inside_staging, model_dir, child, timeout=120):
+    """Waits until a staging directory under `model_dir` holds `path_inside_staging` ("" for the
+    directory itself); returns False if the child exits or the time runs out first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        names = os.listdir(model_dir) if os.path.isdir(model_dir) else []
+        if any(export.is_staging(name) and os.path.exists(
+                os.path.join(model_dir, name, path_inside_staging)) for name in names):
+            return True
+        time.sleep(0.002)
+    return False
+
+
 def test_killing_exports_at_any_moment_never_leaves_a_partial_version(tmp_path):
     import random
     import signal
@@ -117,17 +132,25 @@ def test_killing_exports_at_any_moment_never_leaves_a_partial_version(tmp_path):
 
     rng = random.Random(0)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    model_dir = tmp_path / "adding"
+    # Each kill is aimed at a moment of an export, from its first file to its last checks (the
+    # warmup file is written just before the export is loaded back and the version renamed);
+    # the last one at a random time, which may fall between two exports.
+    moments = ["", "variables", os.path.join("variables", "variables.index"), "saved_model.pb",
+               export.WARMUP_FILE, export.WARMUP_FILE, None]
     killed_mid_export = 0
-    for _ in range(5):
+    for moment in moments:
         child = subprocess.Popen([sys.executable, "-c", EXPORT_FOREVER, str(tmp_path)], cwd=ROOT,
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True)
         child.stdout.readline()  # One version published: exports are running.
-        time.sleep(rng.uniform(0.0, 3.0))  # Then kill it somewhere in a later export.
+        if moment is None:
+            time.sleep(rng.uniform(0.0, 3.0))
+        else:
+            assert _wait_for(moment, model_dir, child), f"no export reached {moment!r}"
         child.send_signal(signal.SIGKILL)
         child.wait()
         child.stdout.close()
-        model_dir = tmp_path / "adding"
         killed_mid_export += any(export.is_staging(name) for name in os.listdir(model_dir))
         for name in os.listdir(model_dir):
             if export.is_version(name):
@@ -137,7 +160,8 @@ def test_killing_exports_at_any_moment_never_leaves_a_partial_version(tmp_path):
                 assert (version / export.WARMUP_FILE).is_file(), name
             else:
                 assert export.is_staging(name), name  # Only a dead export's staging dir.
-    assert killed_mid_export  # The kills did land inside exports, not only between them.
+    # The aimed kills did land inside exports (a staging dir left), not only between them.
+    assert killed_mid_export >= 4, killed_mid_export
     kala.export_model(adding_model(), tmp_path, "adding")
     assert all(export.is_version(name) for name in os.listdir(tmp_path / "adding"))
     reports, config_problems = serving.check(str(tmp_path))
