@@ -32,8 +32,9 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from kala import models
+from kala.signatures import SERVING_DEFAULT as SIGNATURE
+from kala.signatures import Signatures
 
-SIGNATURE = "serving_default"
 # TF Serving replays these requests when it loads a version, before it serves any (REFERENCE.md §3).
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 STAGING_PREFIX = ".staging-"
@@ -141,13 +142,25 @@ def _is_running(pid):
     return True
 
 
-def cudnn_ops(export_dir):
-    """The op types in a SavedModel's graphs and functions that need cuDNN (a GPU)."""
+def _saved_model(export_dir):
     saved_model = saved_model_pb2.SavedModel()
     with open(os.path.join(export_dir, "saved_model.pb"), "rb") as file:
         saved_model.ParseFromString(file.read())
+    return saved_model
+
+
+def signatures(export_dir):
+    """The names of a SavedModel's signatures, `serving_default` first, read from its
+    `saved_model.pb` without loading it."""
+    names = {name for meta_graph in _saved_model(export_dir).meta_graphs
+             for name in meta_graph.signature_def if not name.startswith("__")}
+    return sorted(names, key=lambda name: (name != SIGNATURE, name))
+
+
+def cudnn_ops(export_dir):
+    """The op types in a SavedModel's graphs and functions that need cuDNN (a GPU)."""
     found = set()
-    for meta_graph in saved_model.meta_graphs:
+    for meta_graph in _saved_model(export_dir).meta_graphs:
         nodes = list(meta_graph.graph_def.node)
         for function in meta_graph.graph_def.library.function:
             nodes.extend(function.node_def)
@@ -169,35 +182,26 @@ def _example_inputs(model, batch_size=3, length=7):
     return rng.normal(size=shape).astype(spec.dtype)
 
 
-def _write_saved_model(model, directory):
-    spec = model.inputs[0]
-    input_signature = [tf.TensorSpec(spec.shape, spec.dtype, name=spec.name)]
-    output_name = model.output_names[0]
-
-    def serve(inputs):
-        # A request of the wrong rank or feature size fails here, with a message naming the
-        # expected shape, instead of deep inside the recurrent loop.
-        inputs = tf.ensure_shape(inputs, spec.shape)
-        # A sequence of no steps has no last state to answer from.
-        tf.debugging.assert_positive(tf.shape(inputs)[1], message=(
-            f"{spec.name}: a sequence needs at least one step; received a request of 0 steps"))
-        return {output_name: model(inputs, training=False)}
-
+def _write_saved_model(signatures, directory):
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(SIGNATURE, serve, input_signature=input_signature)
+    archive.track(signatures.model)
+    for resource in signatures.resources:
+        archive.track(resource)
+    for name, (function, input_signature) in signatures.functions.items():
+        archive.add_endpoint(name, function, input_signature=input_signature)
     archive.write_out(directory, verbose=False)
 
 
-def _write_warmup(directory, model_name, input_name, example_inputs):
-    """Writes the warmup requests: one sequence, and the whole example batch."""
+def _write_warmup(directory, model_name, requests):
+    """Writes `(signature, inputs)` pairs as TF Serving's warmup records."""
     path = os.path.join(directory, WARMUP_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
-        for batch in (example_inputs[:1], example_inputs):
+        for signature, inputs in requests:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE))
-            request.inputs[input_name].CopyFrom(tf.make_tensor_proto(batch))
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            for name, value in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -221,24 +225,22 @@ def replay(loaded, request):
     return {name: value.numpy() for name, value in signature(**inputs).items()}
 
 
-def _validate(directory, model, example_inputs):
-    """Loads an export back and checks it answers like the Keras model, without cuDNN ops."""
+def _validate(directory, signatures, model, example_inputs):
+    """Loads an export back and checks that it has no cuDNN ops, that each signature answers
+    like the Keras model, and that the warmup requests replay."""
     found = cudnn_ops(directory)
     if found:
         raise ValueError(
             f"The export in {directory} uses cuDNN ops {found}; it would not serve on a CPU."
         )
     loaded = tf.saved_model.load(directory)
-    if SIGNATURE not in loaded.signatures:
-        raise ValueError(f"The export in {directory} has no {SIGNATURE!r} signature.")
-    signature = loaded.signatures[SIGNATURE]
-    input_name = model.inputs[0].name
-    answer = signature(**{input_name: tf.constant(example_inputs)})[model.output_names[0]]
-    expected = model(example_inputs, training=False)
-    # The tolerance catches wrong weights or wiring, not rounding: on a GPU the Keras model may
-    # run cuDNN (and TF32 matmuls) while the export runs the generic kernel.
-    if not np.allclose(answer.numpy(), keras.ops.convert_to_numpy(expected), rtol=1e-3, atol=1e-4):
-        raise ValueError(f"The export in {directory} does not answer like the Keras model.")
+    missing = set(signatures.functions) - set(loaded.signatures)
+    if missing:
+        raise ValueError(f"The export in {directory} lacks the signatures {sorted(missing)}.")
+    try:
+        signatures.check(loaded, example_inputs, model)
+    except ValueError as error:
+        raise ValueError(f"The export in {directory}: {error}") from None
     for request in warmup_requests(directory):
         replay(loaded, request)
 
@@ -252,14 +254,25 @@ def check_model_name(model_name):
         )
 
 
-def export_model(model, base_path, model_name, example_inputs=None):
+def export_model(model, base_path, model_name, example_inputs=None, *, vocabulary=None,
+                 unknown_id=None, labels=None):
     """Publishes `model` as the next version of `model_name` under `base_path`.
+
+    The version serves `serving_default`, a `step` signature for a model that runs forwards one
+    step at a time, and `serve_text` for a token model given `vocabulary` and `labels`: see
+    `kala.signatures`. A task's `serving_options` fill the keyword arguments.
 
     Args:
         model: a Keras model with one named input and one output, e.g. from `build_model`.
         base_path: TF Serving's model base path (kala's `saved_models/`).
         model_name: the name clients ask for; letters, digits, `_`, `.` and `-`.
-        example_inputs: a batch to check the export with; by default 3 sequences of 7 steps.
+        example_inputs: a batch to check the export with and warm the server up with; by
+            default 3 random sequences of 7 steps.
+        vocabulary: for a token model, the word of each id.
+        unknown_id: for a token model, the id that other ids and words are read as; by default
+            they are refused.
+        labels: with `vocabulary`, the name of each class of a model with one distribution per
+            sequence; adds `serve_text`.
 
     Returns:
         The path of the new version directory, `<base_path>/<model_name>/<version>`.
@@ -284,15 +297,16 @@ def export_model(model, base_path, model_name, example_inputs=None):
             f"{np.shape(example_inputs)}, dtype {np.asarray(example_inputs).dtype}"
         )
 
+    signatures = Signatures(models.without_cudnn(model), vocabulary, unknown_id, labels)
     model_dir = os.path.join(os.fspath(base_path), model_name)
     os.makedirs(model_dir, exist_ok=True)
     _remove_stale_staging(model_dir)
-    serving_model = models.without_cudnn(model)
+    example_inputs = np.asarray(example_inputs)
     staging = os.path.join(model_dir, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        _write_saved_model(serving_model, staging)
-        _write_warmup(staging, model_name, model.inputs[0].name, np.asarray(example_inputs))
-        _validate(staging, model, example_inputs)
+        _write_saved_model(signatures, staging)
+        _write_warmup(staging, model_name, signatures.example_requests(example_inputs))
+        _validate(staging, signatures, model, example_inputs)
         while True:
             version = max(versions(model_dir), default=0) + 1
             target = os.path.join(model_dir, str(version))

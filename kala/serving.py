@@ -9,7 +9,7 @@ trip on:
 - each version complete: `saved_model.pb` and `variables/` (its index and data files);
 - each version loads, has the `serving_default` signature and no cuDNN ops (which a CPU-only
   server cannot run);
-- each version's warmup requests replay against it;
+- each version's warmup requests replay against it (kala writes one for every signature);
 - `models.config` lists exactly the model directories, at the paths the README's Docker command
   mounts.
 
@@ -31,6 +31,8 @@ class ModelReport:
     name: str
     versions: list
     problems: list
+    # The signatures of the newest version (empty if it has none that can be read).
+    signatures: list = dataclasses.field(default_factory=list)
 
     @property
     def ok(self):
@@ -86,7 +88,13 @@ def check_model(model_dir):
     for number in numbers:
         problems += [f"version {number}: {problem}"
                      for problem in _check_version(os.path.join(model_dir, str(number)))]
-    return ModelReport(name, numbers, problems)
+    signatures = []
+    if numbers:
+        try:
+            signatures = export.signatures(os.path.join(model_dir, str(numbers[-1])))
+        except Exception:  # No saved_model.pb, or one that does not parse: reported above.
+            pass
+    return ModelReport(name, numbers, problems, signatures)
 
 
 def check_config(base_path):
@@ -160,7 +168,10 @@ def main(argv=None):
         return 2
     for report in reports:
         versions = ", ".join(map(str, report.versions)) or "none"
-        print(f"{report.name}: {'ok' if report.ok else 'FAILED'} (versions: {versions})")
+        signatures = (f"; signatures of version {report.versions[-1]}: "
+                      f"{', '.join(report.signatures)}" if report.signatures else "")
+        print(f"{report.name}: {'ok' if report.ok else 'FAILED'} (versions: {versions}"
+              f"{signatures})")
         for problem in report.problems:
             print(f"  - {problem}")
     print(f"{export.CONFIG_FILE}: {'ok' if not config_problems else 'FAILED'}")

@@ -41,6 +41,12 @@ class Task(abc.ABC):
     # None for regression, else the number of classes predicted at each output.
     num_classes = None
     min_seq_len = 1
+    # Token tasks: the word of each input id, and the id that a served model reads any other id
+    # or word as (one that no training sequence holds, so the model learned nothing from it).
+    vocabulary = None
+    unknown_id = None
+    # Tasks with one class per sequence: the name of each class.
+    labels = None
 
     def __init__(self, seq_len, *, test_size, test_batch_size=256, test_seed=0):
         _check_int("seq_len", seq_len, self.min_seq_len)
@@ -115,6 +121,17 @@ class Task(abc.ABC):
             options["output_units"] = self.target_spec.shape[-1]
         else:
             options["num_classes"] = self.num_classes
+        return options
+
+    @property
+    def serving_options(self):
+        """Keyword arguments for `kala.export_model`: three test sequences to check the export and
+        warm the server up with, and what a token task serves with (vocabulary, unknown id,
+        labels)."""
+        options = {"example_inputs": self.batch(self.test_seed, TEST_STREAM, 0, 3)[0]}
+        for name in ("vocabulary", "unknown_id", "labels"):
+            if getattr(self, name) is not None:
+                options[name] = getattr(self, name)
         return options
 
     def batch(self, seed, stream, index, batch_size):
@@ -287,7 +304,8 @@ class AddingProblem(Task):
 class CopyMemory(Task):
     """Copy memory (Arjovsky, Shah & Bengio 2016): recall ten symbols after a gap of T steps.
 
-    Symbols 0-7 carry data, 8 is the blank and 9 the delimiter. The input is ten data symbols,
+    Symbols 0-7 carry data, 8 is the blank and 9 the delimiter (a served model reads any other
+    id as a blank). The input is ten data symbols,
     T - 1 blanks, the delimiter, then ten blanks (T + 20 steps); the target is T + 10 blanks, then
     the ten data symbols in order. The metric is the mean cross-entropy per step (nats); a model
     that remembers nothing predicts blanks, then a uniform guess over 8 symbols, and scores
@@ -301,6 +319,8 @@ class CopyMemory(Task):
     blank = 8
     delimiter = 9
     vocab_size = 10
+    vocabulary = (*"01234567", "<blank>", "<delimiter>")
+    unknown_id = blank
     num_classes = 10
     num_copied = 10
 
@@ -368,7 +388,9 @@ class LongGap(Task):
       answers wrong.
 
     Token ids: 0 is padding (unused here), then the sentence words, the countries, the
-    languages and the filler words; `vocabulary` lists them, so `vocabulary[id]` is the word.
+    languages and the filler words; `vocabulary` lists them, so `vocabulary[id]` is the word, and
+    `labels` are the languages. A served model reads any other word or id as 0, the padding that
+    no sequence holds: kala's unknown word.
     """
 
     name = "long_gap"
@@ -403,6 +425,8 @@ class LongGap(Task):
         self.vocabulary = ("<pad>", *self.frame, *self.countries, *self.languages,
                            *self.filler_words)
         self.vocab_size = len(self.vocabulary)
+        self.unknown_id = 0
+        self.labels = self.languages
         self._ids = {word: index for index, word in enumerate(self.vocabulary)}
         self._filler_ids = np.array(self.ids(" ".join(self.filler_words)))
         self.success_threshold = 0.05

@@ -221,10 +221,11 @@ def run_recipe(recipe, config, task, model, run_name):
     if config.export:
         try:
             version_dir = kala.export_model(model, config.saved_models,
-                                            config.model_name or recipe)
+                                            config.model_name or recipe, **task.serving_options)
         except (OSError, ValueError) as error:
             cli.fail(f"export failed, nothing was published: {error}")
-        print(f"exported to {version_dir} (signature serving_default, input "
-              f"{model.inputs[0].name!r}, output {model.output_names[0]!r})")
+        names = ", ".join(kala.export.signatures(version_dir))
+        print(f"exported to {version_dir} (signatures {names}; input {model.inputs[0].name!r}, "
+              f"output {model.output_names[0]!r})")
     print(summary_line(recipe, config.cell, config.batch_size, result))
     return result

@@ -15,29 +15,35 @@ FRESH_LOAD = """
 import json, sys
 import numpy as np
 import tensorflow as tf
-export_dir, inputs_path = sys.argv[1], sys.argv[2]
-signature = tf.saved_model.load(export_dir).signatures["serving_default"]
-inputs = np.load(inputs_path)
-(name,) = signature.structured_input_signature[1]
-outputs = {key: value.numpy().tolist() for key, value in signature(**{name: tf.constant(inputs)}).items()}
+export_dir, inputs_path, signature_name = sys.argv[1:]
+signature = tf.saved_model.load(export_dir).signatures[signature_name]
+inputs = dict(np.load(inputs_path))
+if "__only__" in inputs:
+    (name,) = signature.structured_input_signature[1]
+    inputs = {name: inputs.pop("__only__")}
+outputs = {key: [item.decode() if isinstance(item, bytes) else item for item in value.numpy().tolist()]
+           for key, value in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
 assert "kala" not in sys.modules
-print(json.dumps({"input": name, "outputs": outputs}))
+print(json.dumps({"inputs": sorted(inputs), "outputs": outputs}))
 """
 
 
-def serve_in_fresh_process(version_dir, inputs, scratch_dir):
-    """Answers `inputs` with the `serving_default` of an export loaded in a fresh process that
-    never imports kala. Returns the signature's input name and its outputs as NumPy arrays."""
+def serve_in_fresh_process(version_dir, inputs, scratch_dir, signature="serving_default"):
+    """Answers `inputs` with a signature of an export loaded in a fresh process that never
+    imports kala. `inputs` is an array for the signature's only input, or a dict of them by
+    name. Returns the input names sent and the outputs as NumPy arrays."""
     import json
 
     import numpy as np
 
-    inputs_path = os.path.join(scratch_dir, "inputs.npy")
-    np.save(inputs_path, inputs)
-    process = run_python(["-c", FRESH_LOAD, str(version_dir), inputs_path])
+    inputs_path = os.path.join(scratch_dir, "inputs.npz")
+    np.savez(inputs_path, **(inputs if isinstance(inputs, dict) else {"__only__": inputs}))
+    process = run_python(["-c", FRESH_LOAD, str(version_dir), inputs_path, signature])
     assert process.returncode == 0, process.stderr[-3000:]
     answer = json.loads(process.stdout.strip().splitlines()[-1])
-    return answer["input"], {name: np.array(value) for name, value in answer["outputs"].items()}
+    names = answer["inputs"]
+    outputs = {name: np.array(value) for name, value in answer["outputs"].items()}
+    return (names[0] if not isinstance(inputs, dict) else names), outputs
 
 
 def run_python(args, cwd=ROOT, timeout=300):

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import kala
 from kala import export, tasks
+from kala.signatures import Signatures
 from conftest import serve_in_fresh_process
 
 
@@ -92,22 +93,27 @@ def test_the_signature_has_named_typed_inputs_with_dynamic_batch_and_time(tmp_pa
     assert list(signature.structured_outputs) == ["probabilities"]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_a_model_traced_as_on_a_gpu_still_exports_without_cudnn(tmp_path, monkeypatch, cell):
+@pytest.mark.parametrize("cell, bidirectional", [("lstm", True), ("gru", False)])
+def test_a_model_traced_as_on_a_gpu_still_exports_without_cudnn(tmp_path, monkeypatch, cell,
+                                                                 bidirectional):
     # Keras picks cuDNN at trace time when it sees a GPU. Make it believe it sees one: tracing
     # only builds the graph, so this works on a CPU (eager calls fall back to the generic loop).
     keras_tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
     monkeypatch.setattr(keras_tf_rnn, "_is_gpu_available", lambda: True)
     task = tasks.CopyMemory(5)
-    model = kala.build_model(cell, 4, num_layers=2, bidirectional=True, **task.model_options)
+    model = kala.build_model(cell, 4, num_layers=2, bidirectional=bidirectional,
+                             **task.model_options)
 
     # The control: the model as trained would carry cuDNN ops into its SavedModel.
     as_trained = str(tmp_path / "as_trained")
-    export._write_saved_model(model, as_trained)
+    export._write_saved_model(Signatures(model), as_trained)
     assert export.cudnn_ops(as_trained) == ["CudnnRNNV3"]
     # The export is made from a copy that never uses cuDNN.
     version = kala.export_model(model, tmp_path, "model")
     assert export.cudnn_ops(version) == []
+    # Every signature of it, the step included where there is one.
+    assert export.signatures(version) == (
+        ["serving_default"] if bidirectional else ["serving_default", "step"])
 
 
 def test_exports_contain_no_cudnn_ops_and_the_check_finds_them(tmp_path):

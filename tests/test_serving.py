@@ -27,14 +27,18 @@ def checked(base_path):
 
 def test_exports_of_two_recipes_pass_the_check(tmp_path):
     saved_models = tmp_path / "saved_models"
-    for recipe in ("adding_problem", "copy_memory"):
+    # A model of continuous inputs, and one of words (the long-gap task), with its serve_text.
+    for recipe in ("adding_problem", "lstm_walkthrough"):
         process = run_python([f"recipes/{recipe}.py", "--smoke", "--export", "--saved-models",
                               str(saved_models), "--results", str(tmp_path / "results")])
         assert process.returncode == 0, process.stderr[-3000:]
     code, out, err = checked(saved_models)
     assert code == 0, out + err[-2000:]
-    assert "adding_problem: ok (versions: 1)" in out and "copy_memory: ok (versions: 1)" in out
-    assert "models.config: ok" in out
+    assert out.splitlines() == [
+        "adding_problem: ok (versions: 1; signatures of version 1: serving_default, step)",
+        "lstm_walkthrough: ok (versions: 1; signatures of version 1: serving_default, "
+        "serve_text, step)",
+        "models.config: ok"]
 
 
 def test_a_version_without_variables_fails_the_check(tmp_path):
@@ -43,7 +47,8 @@ def test_a_version_without_variables_fails_the_check(tmp_path):
     shutil.rmtree(tmp_path / "adding" / "2" / "variables")
     code, out, _ = checked(tmp_path)
     assert code == 1
-    assert "adding: FAILED (versions: 1, 2)" in out
+    assert ("adding: FAILED (versions: 1, 2; signatures of version 2: serving_default, step)"
+            in out)
     assert "version 2: incomplete SavedModel: no variables/variables.index" in out
     assert "version 1" not in out  # The complete version passes.
 
@@ -67,12 +72,18 @@ def test_the_warmup_requests_replay_and_answer_like_the_model(tmp_path):
     inputs = np.random.default_rng(0).uniform(size=(3, 9, 2)).astype(np.float32)
     version = kala.export_model(model, tmp_path, "adding", example_inputs=inputs)
     requests = export.warmup_requests(version)
-    assert [tuple(tf.make_ndarray(request.inputs["sequence"]).shape) for request in requests] \
-        == [(1, 9, 2), (3, 9, 2)]
+    # Each signature, with one sequence and then the whole batch; a step starts from zeros.
+    assert [(request.model_spec.signature_name,
+             tuple(tf.make_ndarray(request.inputs["sequence"]).shape)) for request in requests] \
+        == [("serving_default", (1, 9, 2)), ("step", (1, 2)),
+            ("serving_default", (3, 9, 2)), ("step", (3, 2))]
     assert {request.model_spec.name for request in requests} == {"adding"}
     loaded = tf.saved_model.load(version)
     for request in requests:
         sent = tf.make_ndarray(request.inputs["sequence"])
+        if request.model_spec.signature_name == "step":
+            assert not tf.make_ndarray(request.inputs["lstm_1_h"]).any()
+            sent = sent[:, None]  # From zero states, one step answers as a sequence of one.
         np.testing.assert_allclose(export.replay(loaded, request)["prediction"], model(sent),
                                    atol=1e-5)
 

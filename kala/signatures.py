@@ -1,0 +1,284 @@
+"""What an export answers: the signatures TF Serving serves, and example requests for each.
+
+Every export has `serving_default`; `kala.export_model` adds the others where they apply.
+
+- `serving_default`: a batch of whole sequences in, the model's output out. The input's rank and
+  feature size are fixed, so a malformed request fails at the signature with a message that names
+  the shape expected; a sequence of no steps is refused.
+- `step`: one step of a batch of sequences, and the recurrent state, in; the output at that step
+  and the new state out. This is how to serve a model step by step: a `stateful=True` model would
+  share one state among all clients (REFERENCE.md §2). The state is one input per recurrent layer
+  and state, `<layer>_h` (and `<layer>_c`, an LSTM's cell state), each `(batch, units)`; start
+  from zeros and feed back what the last step returned. After the last step of a sequence the
+  output is `serving_default`'s. A model that also reads its sequence backwards (bidirectional)
+  has no `step`.
+- `serve_text`: a token model given its vocabulary and labels answers a batch of texts with the
+  predicted label (`word`), its `probability`, and how many of the text's words were
+  `unknown_words`, so a client needs no vocabulary. A text is lower-cased (when the vocabulary is),
+  the punctuation marks that are words of the vocabulary are split off, and the rest is split at
+  whitespace. Texts are answered one after another.
+
+Token models: an id outside the vocabulary, or a word outside it, is read as the unknown id when
+the export is given one, and is refused otherwise. (Without a check, a CPU would refuse the id
+deep in the model and a GPU would silently read zeros.)
+"""
+
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+SERVING_DEFAULT = "serving_default"
+STEP = "step"
+SERVE_TEXT = "serve_text"
+TEXT_INPUT = "text"
+# What `serve_text` answers: the label, its probability, and the words outside the vocabulary.
+TEXT_OUTPUTS = ("word", "probability", "unknown_words")
+# The names of a recurrent layer's states, in the order its cell keeps them.
+_STATE_NAMES = {1: ("h",), 2: ("h", "c")}
+
+
+def _steppable_layers(model):
+    """The layers after the input, if `model` is a chain that can run one step at a time (an
+    embedding, forward recurrent layers, and layers that act on each step alone); else None."""
+    layers = model.layers[1:]
+    previous = model.layers[0]
+    for layer in layers:
+        inputs = layer.input
+        if isinstance(inputs, (list, tuple)):  # A layer after a masking embedding: [x, mask].
+            inputs = inputs[0]
+        if inputs is not previous.output:  # Not a chain.
+            return None
+        if isinstance(layer, keras.layers.RNN):
+            if layer.go_backwards or layer.stateful:
+                return None
+        elif not isinstance(layer, (keras.layers.Embedding, keras.layers.Dropout,
+                                    keras.layers.Dense)):
+            return None  # Bidirectional, convolutions, attention: they read other steps.
+        previous = layer
+    return layers if any(isinstance(layer, keras.layers.RNN) for layer in layers) else None
+
+
+def _state_names(layer):
+    sizes = layer.cell.state_size
+    sizes = list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
+    names = _STATE_NAMES.get(len(sizes), tuple(f"state{index}" for index in range(len(sizes))))
+    return [(f"{layer.name}_{name}", int(size)) for name, size in zip(names, sizes)]
+
+
+class Signatures:
+    """The signatures of an export of `model`.
+
+    `functions` maps each signature's name to `(function, input_signature)`, ready for
+    `keras.export.ExportArchive.add_endpoint`; `resources` are what the archive must track besides
+    the model (the vocabulary's lookup table); `example_requests` and `check` build requests for
+    each signature from a batch of sequences and compare the answers of a loaded export with
+    the model's.
+
+    Args:
+        model: a Keras model with one input and one output.
+        vocabulary: for token models, the word of each id.
+        unknown_id: for token models, the id that other ids and words are read as; None refuses
+            them.
+        labels: with a vocabulary, for a model that gives one distribution per sequence, the
+            name of each class: adds `serve_text`.
+    """
+
+    def __init__(self, model, vocabulary=None, unknown_id=None, labels=None):
+        self.model = model
+        self.input_spec = model.inputs[0]
+        self.output_name = model.output_names[0]
+        embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+        self.vocab_size = embeddings[0].input_dim if embeddings else None
+        self.vocabulary = None if vocabulary is None else [str(word) for word in vocabulary]
+        self.unknown_id = None if unknown_id is None else int(unknown_id)
+        self.labels = None if labels is None else [str(label) for label in labels]
+        self._check_arguments(vocabulary, unknown_id, labels)
+
+        spec = self.input_spec
+        self.functions = {SERVING_DEFAULT: (
+            self._serve, [tf.TensorSpec(spec.shape, spec.dtype, name=spec.name)])}
+        self.resources = []
+        self.layers = _steppable_layers(model)
+        if self.layers is not None:
+            self.states = [state for layer in self.layers
+                           if isinstance(layer, keras.layers.RNN) for state in _state_names(layer)]
+            self.functions[STEP] = (self._step, [
+                tf.TensorSpec([spec.shape[0], *spec.shape[2:]], spec.dtype, name=spec.name),
+                *(tf.TensorSpec([None, size], tf.float32, name=name)
+                  for name, size in self.states)])
+        if self.labels is not None:
+            self.table = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(self.vocabulary), tf.range(len(self.vocabulary), dtype=tf.int32)),
+                default_value=-1)  # Outside the vocabulary: read as unknown, or refused.
+            self.resources.append(self.table)
+            self.functions[SERVE_TEXT] = (
+                self._serve_text, [tf.TensorSpec([None], tf.string, name=TEXT_INPUT)])
+
+    def _check_arguments(self, vocabulary, unknown_id, labels):
+        given = [name for name, value in (("vocabulary", vocabulary), ("unknown_id", unknown_id),
+                                          ("labels", labels)) if value is not None]
+        if given and self.vocab_size is None:
+            raise ValueError(
+                f"{', '.join(f'`{name}`' for name in given)} need a model that embeds token ids. "
+                f"Received a model whose input {self.input_spec.name!r} is "
+                f"{self.input_spec.dtype} without an Embedding layer."
+            )
+        if vocabulary is not None and len(self.vocabulary) != self.vocab_size:
+            raise ValueError(
+                f"`vocabulary` must hold one word per id of the model's embedding "
+                f"({self.vocab_size}). Received {len(self.vocabulary)} words."
+            )
+        if vocabulary is not None and len(set(self.vocabulary)) != len(self.vocabulary):
+            raise ValueError("`vocabulary` must not hold a word twice.")
+        if unknown_id is not None and not (
+                isinstance(unknown_id, (int, np.integer)) and 0 <= unknown_id < self.vocab_size):
+            raise ValueError(f"`unknown_id` must be an id below {self.vocab_size}. "
+                             f"Received: unknown_id={unknown_id!r}")
+        if labels is None:
+            return
+        if vocabulary is None:
+            raise ValueError("`labels` name the answers of `serve_text`, which needs the "
+                             "`vocabulary` too.")
+        if any(re.search(r"\s", word) for word in self.vocabulary):
+            raise ValueError("`vocabulary` words must not hold whitespace: `serve_text` splits "
+                             "texts into words at whitespace.")
+        output_shape = tuple(self.model.outputs[0].shape)
+        if len(output_shape) != 2 or output_shape[1] != len(self.labels):
+            raise ValueError(
+                f"`labels` name the classes of a model with one distribution per sequence. "
+                f"Received {len(self.labels)} labels for a model whose output has shape "
+                f"{output_shape}."
+            )
+
+    # --- The signatures. ---------------------------------------------------------------------
+
+    def _known(self, ids):
+        """Token ids with those outside the vocabulary read as the unknown id, or refused."""
+        if self.vocab_size is None:
+            return ids
+        inside = (ids >= 0) & (ids < self.vocab_size)
+        if self.unknown_id is not None:
+            return tf.where(inside, ids, tf.constant(self.unknown_id, ids.dtype))
+        check = tf.debugging.Assert(tf.reduce_all(inside), [
+            f"{self.input_spec.name}: ids must be in [0, {self.vocab_size}), the vocabulary of "
+            "the model; received an id outside it"])
+        with tf.control_dependencies([check]):
+            return tf.identity(ids)
+
+    def _serve(self, inputs):
+        spec = self.input_spec
+        # A request of the wrong rank or feature size fails here, with a message naming the
+        # expected shape, instead of deep inside the recurrent loop.
+        inputs = tf.ensure_shape(inputs, spec.shape)
+        # A sequence of no steps has no last state to answer from.
+        tf.debugging.assert_positive(tf.shape(inputs)[1], message=(
+            f"{spec.name}: a sequence needs at least one step; received a request of 0 steps"))
+        return {self.output_name: self.model(self._known(inputs), training=False)}
+
+    def _step(self, inputs, *states):
+        spec = self.input_spec
+        inputs = tf.ensure_shape(inputs, [spec.shape[0], *spec.shape[2:]])
+        batch_size = tf.shape(inputs)[0]
+        states = list(states)
+        for index, (name, size) in enumerate(self.states):
+            states[index] = tf.ensure_shape(states[index], [None, size])
+            tf.debugging.assert_equal(tf.shape(states[index])[0], batch_size, message=(
+                f"{name}: the state needs one row per sequence of the batch "
+                f"({spec.name} holds a different number)"))
+        x, keep, new_states, remaining = inputs, None, {}, iter(states)
+        for layer in self.layers:
+            if isinstance(layer, keras.layers.Embedding):
+                x = self._known(x)
+                if layer.mask_zero:  # Padding leaves the state as it was, as in the model.
+                    keep = tf.not_equal(x, 0)[:, None]
+                x = tf.identity(layer(x))  # Without the Keras mask: `keep` does its work.
+            elif isinstance(layer, keras.layers.RNN):
+                names = _state_names(layer)
+                previous = [next(remaining) for _ in names]
+                x, new = layer.cell(x, previous, training=False)
+                new = list(new) if isinstance(new, (list, tuple)) else [new]
+                if keep is not None:
+                    new = [tf.where(keep, state, old) for state, old in zip(new, previous)]
+                    x = tf.where(keep, x, previous[0])  # A cell's output is its first state.
+                new_states.update((name, state) for (name, _), state in zip(names, new))
+            else:
+                x = layer(x, training=False)
+        return {self.output_name: x, **new_states}
+
+    def _serve_text(self, text):
+        text = tf.ensure_shape(text, [None])
+        if all(word == word.lower() for word in self.vocabulary):
+            text = tf.strings.lower(text, encoding="utf-8")
+        marks = sorted({word for word in self.vocabulary
+                        if len(word) == 1 and not word.isalnum()})
+        if marks:
+            text = tf.strings.regex_replace(
+                text, f"([{''.join(re.escape(mark) for mark in marks)}])", r" \1 ")
+        ids = tf.ragged.map_flat_values(self.table.lookup, tf.strings.split(text))
+        tf.debugging.assert_positive(ids.row_lengths(), message=(
+            f"{TEXT_INPUT}: every text needs at least one word; received an empty one"))
+        unknown_words = tf.reduce_sum(tf.cast(tf.equal(ids, -1), tf.int32), axis=1)
+        probabilities = tf.map_fn(
+            lambda row: self.model(self._known(row)[None], training=False)[0], ids,
+            fn_output_signature=tf.TensorSpec([len(self.labels)], tf.float32))
+        return {"word": tf.gather(tf.constant(self.labels), tf.argmax(probabilities, axis=-1)),
+                "probability": tf.reduce_max(probabilities, axis=-1),
+                "unknown_words": unknown_words}
+
+    # --- Requests, and answers compared with the model's. ------------------------------------
+
+    def texts(self, ids):
+        """The texts of a batch of token ids, words joined by spaces (what `serve_text` reads)."""
+        return [" ".join(self.vocabulary[i] for i in row) for row in np.asarray(ids)]
+
+    def zero_states(self, batch_size):
+        return {name: np.zeros((batch_size, size), np.float32) for name, size in self.states}
+
+    def example_requests(self, example_inputs):
+        """`(signature, inputs)` pairs for every signature: one sequence, then the whole batch."""
+        requests = []
+        for batch in (example_inputs[:1], example_inputs):
+            requests.append((SERVING_DEFAULT, {self.input_spec.name: batch}))
+            if STEP in self.functions:
+                requests.append((STEP, {self.input_spec.name: batch[:, 0],
+                                        **self.zero_states(len(batch))}))
+            if SERVE_TEXT in self.functions:
+                requests.append((SERVE_TEXT, {TEXT_INPUT: np.array(self.texts(batch),
+                                                                   dtype=object)}))
+        return requests
+
+    def check(self, loaded, example_inputs, model, rtol=1e-3, atol=1e-4):
+        """Raises ValueError unless every signature of a loaded export answers `example_inputs`
+        like `model` (the one exported, or the model it was copied from): `step` run over the
+        sequences, `serve_text` on their texts.
+
+        The tolerance catches wrong weights or wiring, not rounding: on a GPU the Keras model may
+        run cuDNN (and TF32 matmuls) while the export runs the generic kernel."""
+        name = self.input_spec.name
+        expected = keras.ops.convert_to_numpy(model(example_inputs, training=False))
+        answers = {SERVING_DEFAULT: loaded.signatures[SERVING_DEFAULT](
+            **{name: tf.constant(example_inputs)})[self.output_name].numpy()}
+        if STEP in self.functions:
+            states = self.zero_states(len(example_inputs))
+            outputs = []
+            for t in range(example_inputs.shape[1]):
+                answer = loaded.signatures[STEP](**{name: tf.constant(example_inputs[:, t])},
+                                                 **{key: tf.constant(value)
+                                                    for key, value in states.items()})
+                states = {key: answer[key].numpy() for key in states}
+                outputs.append(answer[self.output_name].numpy())
+            answers[STEP] = outputs[-1] if expected.ndim == 2 else np.stack(outputs, axis=1)
+        if SERVE_TEXT in self.functions:
+            answer = loaded.signatures[SERVE_TEXT](
+                **{TEXT_INPUT: tf.constant(self.texts(example_inputs))})
+            answers[SERVE_TEXT] = answer["probability"].numpy()
+            expected_words = [self.labels[i] for i in expected.argmax(axis=-1)]
+            if [word.decode() for word in answer["word"].numpy()] != expected_words:
+                raise ValueError(f"{SERVE_TEXT} does not answer the words the model predicts.")
+        for signature, answer in answers.items():
+            wanted = expected.max(axis=-1) if signature == SERVE_TEXT else expected
+            if answer.shape != wanted.shape or not np.allclose(answer, wanted, rtol, atol):
+                raise ValueError(f"{signature} does not answer like the Keras model.")
