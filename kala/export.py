@@ -6,11 +6,14 @@ the versions, loaded back and checked against the Keras model, and only then ren
 integer version. A rename is atomic: the server sees no version or a complete one. An existing
 version is never overwritten, and the staging directory never outlives the export.
 
+What a version answers, `serving_default` and the signatures beside it, is `kala.signatures`;
+each is checked against the Keras model before the version is published.
+
 The exported model is a copy that never uses cuDNN, so a model trained on a GPU serves on a
 CPU-only server; `cudnn_ops` reads a SavedModel's graph to prove it.
 
-Each version carries `assets.extra/tf_serving_warmup_requests`, `PredictionLog` records that TF
-Serving replays before it serves the version. Every export also rewrites
+Each version carries `assets.extra/tf_serving_warmup_requests`, `PredictionLog` records for
+every signature that TF Serving replays before it serves the version. Every export also rewrites
 `<base_path>/models.config`, TF Serving's `model_config_list` with one
 entry per model directory, its base path as the README's Docker command mounts it (`/models`).
 A staging directory left by an export that was killed is removed by the next export of that

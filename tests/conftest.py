@@ -21,8 +21,9 @@ inputs = dict(np.load(inputs_path))
 if "__only__" in inputs:
     (name,) = signature.structured_input_signature[1]
     inputs = {name: inputs.pop("__only__")}
-outputs = {key: [item.decode() if isinstance(item, bytes) else item for item in value.numpy().tolist()]
-           for key, value in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+answer = signature(**{key: tf.constant(value) for key, value in inputs.items()})
+outputs = {key: [item.decode() if isinstance(item, bytes) else item
+                 for item in value.numpy().tolist()] for key, value in answer.items()}
 assert "kala" not in sys.modules
 print(json.dumps({"inputs": sorted(inputs), "outputs": outputs}))
 """
