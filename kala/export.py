@@ -152,7 +152,7 @@ def _saved_model(export_dir):
     return saved_model
 
 
-def signatures(export_dir):
+def signature_names(export_dir):
     """The names of a SavedModel's signatures, `serving_default` first, read from its
     `saved_model.pb` without loading it."""
     names = {name for meta_graph in _saved_model(export_dir).meta_graphs
@@ -281,7 +281,8 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
         The path of the new version directory, `<base_path>/<model_name>/<version>`.
 
     Raises:
-        ValueError: a bad `model_name`, or an export that fails its check (nothing is published).
+        ValueError: a bad `model_name`, `example_inputs`, `vocabulary`, `unknown_id` or
+            `labels`, or an export that fails its check (nothing is published).
         OSError: the base path cannot be written.
     """
     check_model_name(model_name)

@@ -91,7 +91,7 @@ def check_model(model_dir):
     signatures = []
     if numbers:
         try:
-            signatures = export.signatures(os.path.join(model_dir, str(numbers[-1])))
+            signatures = export.signature_names(os.path.join(model_dir, str(numbers[-1])))
         except Exception:  # No saved_model.pb, or one that does not parse: reported above.
             pass
     return ModelReport(name, numbers, problems, signatures)

@@ -91,15 +91,16 @@ class Signatures:
         self.output_name = model.output_names[0]
         embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
         self.vocab_size = embeddings[0].input_dim if embeddings else None
-        self.vocabulary = None if vocabulary is None else [str(word) for word in vocabulary]
-        self.unknown_id = None if unknown_id is None else int(unknown_id)
-        self.labels = None if labels is None else [str(label) for label in labels]
         self._check_arguments(vocabulary, unknown_id, labels)
+        self.vocabulary = None if vocabulary is None else list(vocabulary)
+        self.unknown_id = None if unknown_id is None else int(unknown_id)
+        self.labels = None if labels is None else list(labels)
 
         spec = self.input_spec
         self.functions = {SERVING_DEFAULT: (
             self._serve, [tf.TensorSpec(spec.shape, spec.dtype, name=spec.name)])}
         self.resources = []
+        self.states = []  # (name, size) of each state that `step` takes and returns.
         self.layers = _steppable_layers(model)
         if self.layers is not None:
             self.states = [state for layer in self.layers
@@ -126,15 +127,21 @@ class Signatures:
                 f"Received a model whose input {self.input_spec.name!r} is "
                 f"{self.input_spec.dtype} without an Embedding layer."
             )
-        if vocabulary is not None and len(self.vocabulary) != self.vocab_size:
+        for name, words in (("vocabulary", vocabulary), ("labels", labels)):
+            if words is not None and (isinstance(words, str) or not all(
+                    isinstance(word, str) for word in words)):
+                raise ValueError(f"`{name}` must be a sequence of strings. Received: "
+                                 f"{name}={str(words)[:200]}")
+        if vocabulary is not None and len(vocabulary) != self.vocab_size:
             raise ValueError(
                 f"`vocabulary` must hold one word per id of the model's embedding "
-                f"({self.vocab_size}). Received {len(self.vocabulary)} words."
+                f"({self.vocab_size}). Received {len(vocabulary)} words."
             )
-        if vocabulary is not None and len(set(self.vocabulary)) != len(self.vocabulary):
+        if vocabulary is not None and len(set(vocabulary)) != len(vocabulary):
             raise ValueError("`vocabulary` must not hold a word twice.")
-        if unknown_id is not None and not (
-                isinstance(unknown_id, (int, np.integer)) and 0 <= unknown_id < self.vocab_size):
+        if unknown_id is not None and not (isinstance(unknown_id, (int, np.integer)) and not
+                                           isinstance(unknown_id, bool) and
+                                           0 <= unknown_id < self.vocab_size):
             raise ValueError(f"`unknown_id` must be an id below {self.vocab_size}. "
                              f"Received: unknown_id={unknown_id!r}")
         if labels is None:
@@ -142,14 +149,14 @@ class Signatures:
         if vocabulary is None:
             raise ValueError("`labels` name the answers of `serve_text`, which needs the "
                              "`vocabulary` too.")
-        if any(re.search(r"\s", word) for word in self.vocabulary):
+        if any(re.search(r"\s", word) for word in vocabulary):
             raise ValueError("`vocabulary` words must not hold whitespace: `serve_text` splits "
                              "texts into words at whitespace.")
         output_shape = tuple(self.model.outputs[0].shape)
-        if len(output_shape) != 2 or output_shape[1] != len(self.labels):
+        if len(output_shape) != 2 or output_shape[1] != len(labels):
             raise ValueError(
                 f"`labels` name the classes of a model with one distribution per sequence. "
-                f"Received {len(self.labels)} labels for a model whose output has shape "
+                f"Received {len(labels)} labels for a model whose output has shape "
                 f"{output_shape}."
             )
 
@@ -174,20 +181,23 @@ class Signatures:
         # expected shape, instead of deep inside the recurrent loop.
         inputs = tf.ensure_shape(inputs, spec.shape)
         # A sequence of no steps has no last state to answer from.
-        tf.debugging.assert_positive(tf.shape(inputs)[1], message=(
+        check = tf.debugging.assert_positive(tf.shape(inputs)[1], message=(
             f"{spec.name}: a sequence needs at least one step; received a request of 0 steps"))
+        with tf.control_dependencies([check]):
+            inputs = tf.identity(inputs)
         return {self.output_name: self.model(self._known(inputs), training=False)}
 
     def _step(self, inputs, *states):
         spec = self.input_spec
         inputs = tf.ensure_shape(inputs, [spec.shape[0], *spec.shape[2:]])
         batch_size = tf.shape(inputs)[0]
-        states = list(states)
-        for index, (name, size) in enumerate(self.states):
-            states[index] = tf.ensure_shape(states[index], [None, size])
-            tf.debugging.assert_equal(tf.shape(states[index])[0], batch_size, message=(
-                f"{name}: the state needs one row per sequence of the batch "
-                f"({spec.name} holds a different number)"))
+        states = [tf.ensure_shape(state, [None, size])
+                  for state, (_, size) in zip(states, self.states)]
+        checks = [tf.debugging.assert_equal(tf.shape(state)[0], batch_size, message=(
+            f"{name}: the state needs one row per sequence of the batch ({spec.name} holds a "
+            "different number)")) for state, (name, _) in zip(states, self.states)]
+        with tf.control_dependencies(checks):  # Before the cells mix rows that do not match.
+            states = [tf.identity(state) for state in states]
         x, keep, new_states, remaining = inputs, None, {}, iter(states)
         for layer in self.layers:
             if isinstance(layer, keras.layers.Embedding):
@@ -218,8 +228,14 @@ class Signatures:
             text = tf.strings.regex_replace(
                 text, f"([{''.join(re.escape(mark) for mark in marks)}])", r" \1 ")
         ids = tf.ragged.map_flat_values(self.table.lookup, tf.strings.split(text))
-        tf.debugging.assert_positive(ids.row_lengths(), message=(
-            f"{TEXT_INPUT}: every text needs at least one word; received an empty one"))
+        checks = [tf.debugging.assert_positive(ids.row_lengths(), message=(
+            f"{TEXT_INPUT}: every text needs at least one word; received an empty one"))]
+        if self.unknown_id is None:
+            checks.append(tf.debugging.Assert(tf.reduce_all(ids.flat_values >= 0), [
+                f"{TEXT_INPUT}: a word is outside the vocabulary, and this export has no "
+                "unknown id to read it as"]))
+        with tf.control_dependencies(checks):  # Before the model reads the ids.
+            ids = ids.with_flat_values(tf.identity(ids.flat_values))
         unknown_words = tf.reduce_sum(tf.cast(tf.equal(ids, -1), tf.int32), axis=1)
         probabilities = tf.map_fn(
             lambda row: self.model(self._known(row)[None], training=False)[0], ids,

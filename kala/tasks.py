@@ -390,7 +390,7 @@ class LongGap(Task):
     Token ids: 0 is padding (unused here), then the sentence words, the countries, the
     languages and the filler words; `vocabulary` lists them, so `vocabulary[id]` is the word, and
     `labels` are the languages. A served model reads any other word or id as 0, the padding that
-    no sequence holds: kala's unknown word.
+    no sequence holds (its embedding stays as initialized): kala's unknown word.
     """
 
     name = "long_gap"

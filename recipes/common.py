@@ -224,7 +224,7 @@ def run_recipe(recipe, config, task, model, run_name):
                                             config.model_name or recipe, **task.serving_options)
         except (OSError, ValueError) as error:
             cli.fail(f"export failed, nothing was published: {error}")
-        names = ", ".join(kala.export.signatures(version_dir))
+        names = ", ".join(kala.export.signature_names(version_dir))
         print(f"exported to {version_dir} (signatures {names}; input {model.inputs[0].name!r}, "
               f"output {model.output_names[0]!r})")
     print(summary_line(recipe, config.cell, config.batch_size, result))

@@ -32,7 +32,7 @@ print(json.dumps({"inputs": sorted(inputs), "outputs": outputs}))
 def serve_in_fresh_process(version_dir, inputs, scratch_dir, signature="serving_default"):
     """Answers `inputs` with a signature of an export loaded in a fresh process that never
     imports kala. `inputs` is an array for the signature's only input, or a dict of them by
-    name. Returns the input names sent and the outputs as NumPy arrays."""
+    name. Returns the names of the inputs sent, sorted, and the outputs as NumPy arrays."""
     import json
 
     import numpy as np
@@ -42,9 +42,7 @@ def serve_in_fresh_process(version_dir, inputs, scratch_dir, signature="serving_
     process = run_python(["-c", FRESH_LOAD, str(version_dir), inputs_path, signature])
     assert process.returncode == 0, process.stderr[-3000:]
     answer = json.loads(process.stdout.strip().splitlines()[-1])
-    names = answer["inputs"]
-    outputs = {name: np.array(value) for name, value in answer["outputs"].items()}
-    return (names[0] if not isinstance(inputs, dict) else names), outputs
+    return answer["inputs"], {name: np.array(value) for name, value in answer["outputs"].items()}
 
 
 def run_python(args, cwd=ROOT, timeout=300):

@@ -78,8 +78,8 @@ def test_bad_model_names_raise_value_error(tmp_path, name):
 def test_serving_default_answers_like_keras_in_a_fresh_process(tmp_path, make_model, inputs):
     model = make_model()
     version = kala.export_model(model, tmp_path, "model")
-    input_name, outputs = serve_in_fresh_process(version, inputs, tmp_path)
-    assert input_name == model.inputs[0].name
+    input_names, outputs = serve_in_fresh_process(version, inputs, tmp_path)
+    assert input_names == [model.inputs[0].name]
     (output_name,) = model.output_names
     np.testing.assert_allclose(outputs[output_name], model(inputs), rtol=1e-5, atol=1e-6)
 
@@ -112,7 +112,7 @@ def test_a_model_traced_as_on_a_gpu_still_exports_without_cudnn(tmp_path, monkey
     version = kala.export_model(model, tmp_path, "model")
     assert export.cudnn_ops(version) == []
     # Every signature of it, the step included where there is one.
-    assert export.signatures(version) == (
+    assert export.signature_names(version) == (
         ["serving_default"] if bidirectional else ["serving_default", "step"])
 
 

@@ -25,10 +25,10 @@ def checked(base_path):
     return process.returncode, process.stdout, process.stderr
 
 
-def test_exports_of_two_recipes_pass_the_check(tmp_path):
+def test_exports_of_three_recipes_pass_the_check(tmp_path):
     saved_models = tmp_path / "saved_models"
-    # A model of continuous inputs, and one of words (the long-gap task), with its serve_text.
-    for recipe in ("adding_problem", "lstm_walkthrough"):
+    # Continuous inputs; symbols with an answer per step; words (the long-gap task).
+    for recipe in ("adding_problem", "copy_memory", "lstm_walkthrough"):
         process = run_python([f"recipes/{recipe}.py", "--smoke", "--export", "--saved-models",
                               str(saved_models), "--results", str(tmp_path / "results")])
         assert process.returncode == 0, process.stderr[-3000:]
@@ -36,6 +36,7 @@ def test_exports_of_two_recipes_pass_the_check(tmp_path):
     assert code == 0, out + err[-2000:]
     assert out.splitlines() == [
         "adding_problem: ok (versions: 1; signatures of version 1: serving_default, step)",
+        "copy_memory: ok (versions: 1; signatures of version 1: serving_default, step)",
         "lstm_walkthrough: ok (versions: 1; signatures of version 1: serving_default, "
         "serve_text, step)",
         "models.config: ok"]

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import kala
-from kala import tasks
+from kala import export, tasks
+from kala.signatures import Signatures
 from conftest import serve_in_fresh_process
 
 TEXT = "I grew up in France. My friends liked trains. I speak fluent"
@@ -57,6 +58,34 @@ def test_the_step_signature_run_over_a_sequence_answers_like_the_whole_sequence(
                       model.inputs[0].name)
     expected = keras.ops.convert_to_numpy(model(inputs))
     np.testing.assert_allclose(steps if task.head == "steps" else steps[:, -1], expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+STEPPABLE = [(cell, implementation) for cell in kala.models.CELLS
+             for implementation in ("builtin", "essay")
+             if implementation == "essay" or kala.models.CELLS[cell][0] is not None]
+
+
+@pytest.mark.parametrize("cell, implementation", STEPPABLE)
+@pytest.mark.parametrize("head", ["sequence", "steps"])
+def test_every_cell_steps_like_its_layer_with_padding_and_two_layers(cell, implementation, head):
+    # Without an export: the step function itself, for every cell build_model makes.
+    keras.utils.set_random_seed(0)
+    model = kala.build_model(cell, 5, vocab_size=12, num_layers=2, mask_padding=True,
+                             head=head, num_classes=3, implementation=implementation)
+    signatures = Signatures(model)
+    step = signatures.functions["step"][0]
+    inputs = np.random.default_rng(0).integers(1, 12, size=(3, 6)).astype(np.int32)
+    inputs[1, 4:] = 0  # Padding, on the right.
+    states = [tf.zeros((3, size)) for _, size in signatures.states]
+    outputs = []
+    for t in range(inputs.shape[1]):
+        answer = step(tf.constant(inputs[:, t]), *states)
+        states = [answer[name] for name, _ in signatures.states]
+        outputs.append(answer["probabilities"].numpy())
+    steps = np.stack(outputs, axis=1)
+    expected = keras.ops.convert_to_numpy(model(inputs))
+    np.testing.assert_allclose(steps if head == "steps" else steps[:, -1], expected,
                                rtol=1e-5, atol=1e-6)
 
 
@@ -113,6 +142,17 @@ def test_serve_text_reads_unknown_words_and_characters_as_the_unknown_id(long_ga
             serve_text(text=tf.constant([TEXT, empty]))
 
 
+def test_the_warmup_requests_cover_every_signature(long_gap):
+    task, _, version, _ = long_gap
+    requests = export.warmup_requests(version)
+    assert [request.model_spec.signature_name for request in requests] == [
+        "serving_default", "step", "serve_text"] * 2  # One sequence, then three.
+    texts = tf.make_ndarray(requests[-1].inputs["text"])
+    assert [text.decode() for text in texts] == [
+        " ".join(task.vocabulary[i] for i in row) for row in task.serving_options[
+            "example_inputs"]]
+
+
 def test_ids_outside_the_vocabulary_read_as_the_unknown_id_or_are_refused(long_gap, tmp_path):
     task, model, _, signatures = long_gap
     inputs = task.batch(5, 1, 0, 3)[0]
@@ -125,9 +165,15 @@ def test_ids_outside_the_vocabulary_read_as_the_unknown_id_or_are_refused(long_g
                                   serve(tokens=tf.constant(unknown))["probabilities"])
     np.testing.assert_array_equal(run_steps(signatures["step"], outside, "tokens"),
                                   run_steps(signatures["step"], unknown, "tokens"))
-    # Exported without an unknown id, such ids are refused (a GPU would read zeros silently).
-    version = kala.export_model(model, tmp_path, "strict", example_inputs=inputs)
+    # Exported without an unknown id, such ids are refused (a GPU would read zeros silently),
+    # and so are words outside the vocabulary.
+    version = kala.export_model(model, tmp_path, "strict", example_inputs=inputs,
+                                vocabulary=task.vocabulary, labels=task.labels)
     strict = tf.saved_model.load(version).signatures
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="text: a word is outside the vocabulary, and this export has no "
+                             "unknown id"):
+        strict["serve_text"](text=tf.constant(["i grew up in zürich . i speak fluent"]))
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"tokens: ids must be in \[0, 58\), the vocabulary of the model"):
         strict["serving_default"](tokens=tf.constant(outside))
@@ -151,7 +197,7 @@ def test_serve_text_and_step_work_in_a_process_that_never_imports_kala(long_gap,
 def test_a_bidirectional_model_has_no_step(tmp_path):
     task = tasks.AddingProblem(5)
     version = kala.export_model(build("gru", task, bidirectional=True), tmp_path, "bi")
-    assert kala.export.signatures(version) == ["serving_default"]
+    assert kala.export.signature_names(version) == ["serving_default"]
 
 
 @pytest.mark.parametrize("task, options, message", [
@@ -167,6 +213,10 @@ def test_a_bidirectional_model_has_no_step(tmp_path):
      r"Received 10 labels for a model whose output has shape \(None, None, 10\)"),
     (tasks.AddingProblem(3), {"unknown_id": 0}, "`unknown_id` need a model that embeds token "
                                                 "ids. Received a model whose input 'sequence'"),
+    (tasks.LongGap(3), {"unknown_id": "0"}, "`unknown_id` must be an id below 58"),
+    (tasks.LongGap(3), {"vocabulary": "abc"}, "`vocabulary` must be a sequence of strings"),
+    (tasks.LongGap(3), {"vocabulary": tasks.LongGap(3).vocabulary, "labels": list(range(8))},
+     "`labels` must be a sequence of strings"),
 ])
 def test_bad_serving_options_are_refused_before_anything_is_written(tmp_path, task, options,
                                                                     message):
