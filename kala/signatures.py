@@ -67,6 +67,50 @@ def _state_names(layer):
     return [(f"{layer.name}_{name}", int(size)) for name, size in zip(names, sizes)]
 
 
+class Stepper:
+    """`model` run one step at a time, for every model that runs forwards (else `None` from
+    `Stepper.of`): `stepper(inputs, states)` takes one step of a batch of sequences and the
+    state, a list in the order of `states` (`(name, size)` pairs), and returns the output at that
+    step and the new state. Padding (id 0 of a model with `mask_padding`) leaves the state as it
+    was, as the model does."""
+
+    def __init__(self, model, layers):
+        self.model = model
+        self.layers = layers
+        self.states = [state for layer in layers if isinstance(layer, keras.layers.RNN)
+                       for state in _state_names(layer)]
+
+    @classmethod
+    def of(cls, model):
+        layers = _steppable_layers(model)
+        return None if layers is None else cls(model, layers)
+
+    def zero_states(self, batch_size):
+        return [tf.zeros((batch_size, size)) for _, size in self.states]
+
+    def __call__(self, inputs, states, known=None):
+        """`known`, if given, is applied to token ids before the embedding reads them."""
+        x, keep, new_states, remaining = inputs, None, [], iter(states)
+        for layer in self.layers:
+            if isinstance(layer, keras.layers.Embedding):
+                if known is not None:
+                    x = known(x)
+                if layer.mask_zero:  # Padding leaves the state as it was, as in the model.
+                    keep = tf.not_equal(x, 0)[:, None]
+                x = tf.identity(layer(x))  # Without the Keras mask: `keep` does its work.
+            elif isinstance(layer, keras.layers.RNN):
+                previous = [next(remaining) for _ in _state_names(layer)]
+                x, new = layer.cell(x, previous, training=False)
+                new = list(new) if isinstance(new, (list, tuple)) else [new]
+                if keep is not None:
+                    new = [tf.where(keep, state, old) for state, old in zip(new, previous)]
+                    x = tf.where(keep, x, previous[0])  # A cell's output is its first state.
+                new_states += new
+            else:
+                x = layer(x, training=False)
+        return x, new_states
+
+
 class Signatures:
     """The signatures of an export of `model`.
 
@@ -100,11 +144,10 @@ class Signatures:
         self.functions = {SERVING_DEFAULT: (
             self._serve, [tf.TensorSpec(spec.shape, spec.dtype, name=spec.name)])}
         self.resources = []
-        self.states = []  # (name, size) of each state that `step` takes and returns.
-        self.layers = _steppable_layers(model)
-        if self.layers is not None:
-            self.states = [state for layer in self.layers
-                           if isinstance(layer, keras.layers.RNN) for state in _state_names(layer)]
+        self.stepper = Stepper.of(model)
+        # (name, size) of each state that `step` takes and returns.
+        self.states = self.stepper.states if self.stepper else []
+        if self.stepper is not None:
             self.functions[STEP] = (self._step, [
                 tf.TensorSpec([spec.shape[0], *spec.shape[2:]], spec.dtype, name=spec.name),
                 *(tf.TensorSpec([None, size], tf.float32, name=name)
@@ -198,25 +241,9 @@ class Signatures:
             "different number)")) for state, (name, _) in zip(states, self.states)]
         with tf.control_dependencies(checks):  # Before the cells mix rows that do not match.
             states = [tf.identity(state) for state in states]
-        x, keep, new_states, remaining = inputs, None, {}, iter(states)
-        for layer in self.layers:
-            if isinstance(layer, keras.layers.Embedding):
-                x = self._known(x)
-                if layer.mask_zero:  # Padding leaves the state as it was, as in the model.
-                    keep = tf.not_equal(x, 0)[:, None]
-                x = tf.identity(layer(x))  # Without the Keras mask: `keep` does its work.
-            elif isinstance(layer, keras.layers.RNN):
-                names = _state_names(layer)
-                previous = [next(remaining) for _ in names]
-                x, new = layer.cell(x, previous, training=False)
-                new = list(new) if isinstance(new, (list, tuple)) else [new]
-                if keep is not None:
-                    new = [tf.where(keep, state, old) for state, old in zip(new, previous)]
-                    x = tf.where(keep, x, previous[0])  # A cell's output is its first state.
-                new_states.update((name, state) for (name, _), state in zip(names, new))
-            else:
-                x = layer(x, training=False)
-        return {self.output_name: x, **new_states}
+        output, new_states = self.stepper(inputs, states, known=self._known)
+        return {self.output_name: output,
+                **{name: state for (name, _), state in zip(self.states, new_states)}}
 
     def _serve_text(self, text):
         text = tf.ensure_shape(text, [None])
@@ -251,6 +278,7 @@ class Signatures:
         return [" ".join(self.vocabulary[i] for i in row) for row in np.asarray(ids)]
 
     def zero_states(self, batch_size):
+        """The `step` signature's state inputs for a fresh batch: zeros, by name."""
         return {name: np.zeros((batch_size, size), np.float32) for name, size in self.states}
 
     def example_requests(self, example_inputs):
