@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kala.signatures import Stepper
 from kala.tasks import Task
 
 # Pure-Python modules of the standard library, each one file in every CPython from 3.10 on; about
@@ -102,24 +103,42 @@ def stdlib_corpus(stdlib_dir=None):
     return Corpus("".join(texts), source=f"python-stdlib ({stdlib_dir})", files=STDLIB_FILES)
 
 
-def tfds_corpus(name):
+def _reachable(host, port=443, timeout=5.0):
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def tfds_corpus(name, download_host="raw.githubusercontent.com"):
     """The training text of a TensorFlow Datasets text dataset (`tiny_shakespeare`), which the
-    first call downloads.
+    first call downloads (from `download_host`; this checks it can be reached first, as a
+    download would otherwise retry for minutes).
 
     Raises:
-        ValueError: TensorFlow Datasets is missing, or the download fails (offline).
+        ValueError: TensorFlow Datasets cannot load the dataset: an unknown name, or one not yet
+            downloaded on a machine that cannot reach the network.
     """
     try:
         import tensorflow_datasets as tfds
-    except ImportError as error:
-        raise ValueError(f"--tfds needs tensorflow-datasets ({error})") from None
+
+        builder = tfds.builder(name)
+    except Exception as error:  # Not installed, an unknown name, or a missing dependency.
+        raise ValueError(f"TensorFlow Datasets cannot load {name!r}: "
+                         f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
+    if not builder.is_prepared() and not _reachable(download_host):
+        raise ValueError(f"{name!r} is not downloaded yet, and this machine cannot reach "
+                         f"{download_host} to download it; offline, pass a text file with --text")
     try:
-        dataset = tfds.load(name, split="train")
-    except Exception as error:  # A download or a catalog lookup failing, in any of many ways.
-        raise ValueError(
-            f"TensorFlow Datasets could not load {name!r}: it downloads the dataset on first use "
-            f"and needs a network connection for that ({type(error).__name__}); offline, pass a "
-            "text file with --text") from None
+        builder.download_and_prepare()
+        dataset = builder.as_dataset(split="train")
+    except Exception as error:  # A download failing, in any of many ways.
+        raise ValueError(f"TensorFlow Datasets could not download {name!r} "
+                         f"({type(error).__name__}); offline, pass a text file with --text"
+                         ) from None
     text = "".join(example["text"].numpy().decode("utf-8") for example in dataset)
     return Corpus(text, source=f"tfds:{name}")
 
@@ -224,14 +243,16 @@ class CharLanguageModel(Task):
         """Endless shuffled batches of training windows; batch `i` is the `start + i`-th of
         `seed`. Every pass over the text starts at another offset, so windows differ between
         passes."""
-        width = self.seq_len + 1
+        width, seed = self.seq_len + 1, int(seed)
         ids = tf.constant(self.train_ids)
 
         def one_pass(index):
             offset = tf.cast(index * 7919 % width, tf.int32)  # 7919: a prime, offsets spread.
-            windows = tf.data.Dataset.from_tensor_slices(ids[offset:]).batch(
-                width, drop_remainder=True)
-            return windows.shuffle(len(self.train_ids) // width + 1, seed=seed * 1_000_003 + index)
+            count = (len(self.train_ids) - offset) // width
+            windows = tf.reshape(ids[offset:offset + count * width], [count, width])
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(count), seed=tf.stack([tf.constant(seed, tf.int64), index]))
+            return tf.data.Dataset.from_tensor_slices(tf.gather(windows, order))
 
         return (tf.data.Dataset.counter(dtype=tf.int64).flat_map(one_pass)
                 .map(lambda window: (window[:-1], window[1:]), num_parallel_calls=tf.data.AUTOTUNE)
@@ -252,3 +273,65 @@ class CharLanguageModel(Task):
     def metric(self, targets, predictions):
         nats = keras.losses.sparse_categorical_crossentropy(targets, predictions)
         return tf.reduce_mean(nats, axis=-1) / math.log(2.0)
+
+
+class Writer(tf.Module):
+    """A trained character model that writes: `generate(prompts, length, temperature, seed)`
+    reads each prompt, then draws `length` characters one at a time, each from the model's
+    distribution with its logarithm divided by `temperature` (below 1: safer, above: wilder),
+    and returns what it wrote after each prompt. The same seed writes the same text. A model
+    that does not run forwards one step at a time (bidirectional) cannot write."""
+
+    def __init__(self, model, task):
+        super().__init__(name="writer")
+        self.model = model
+        self.stepper = Stepper.of(model)
+        if self.stepper is None:
+            raise ValueError(f"A model that writes must run forwards one step at a time; "
+                             f"{model.name!r} does not (is it bidirectional?)")
+        self.table = task._table
+        self.characters = tf.constant(list(task.vocabulary))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt"),
+                                  tf.TensorSpec([], tf.int32, name="length"),
+                                  tf.TensorSpec([], tf.float32, name="temperature"),
+                                  tf.TensorSpec([], tf.int32, name="seed")])
+    def generate(self, prompts, length, temperature, seed):
+        ids = tf.ragged.map_flat_values(self.table.lookup,
+                                        tf.strings.unicode_decode(prompts, "UTF-8"))
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        checks = [
+            tf.debugging.assert_positive(lengths, message=(
+                "prompt: every prompt needs at least one character; received an empty one")),
+            tf.debugging.assert_non_negative(length, message="length: must be 0 or more"),
+            tf.debugging.assert_positive(temperature, message="temperature: must be above 0"),
+        ]
+        with tf.control_dependencies(checks):
+            tokens = tf.identity(ids.to_tensor())  # (B, longest prompt), padded after each.
+        batch_size = tf.shape(tokens)[0]
+        states = self.stepper.zero_states(batch_size)
+        probabilities = tf.zeros((batch_size, self.characters.shape[0]))
+        # Read the prompts together; a prompt that has ended keeps its state and last answer.
+        for t in tf.range(tf.shape(tokens)[1]):
+            output, new_states = self.stepper(tokens[:, t], states)
+            reading = (t < lengths)[:, None]
+            states = [tf.where(reading, new, old) for new, old in zip(new_states, states)]
+            probabilities = tf.where(reading, output, probabilities)
+        # Then write: draw a character, feed it back, and again.
+        written = tf.TensorArray(tf.int32, size=length)
+        for i in tf.range(length):
+            logits = tf.math.log(probabilities + 1e-12) / temperature
+            drawn = tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, i]),
+                                                    dtype=tf.int32)[:, 0]
+            written = written.write(i, drawn)
+            probabilities, states = self.stepper(drawn, states)
+        characters = tf.gather(self.characters, tf.transpose(written.stack()))
+        return tf.strings.reduce_join(characters, axis=1)
+
+
+def write(model, task, prompt, length, temperature=1.0, seed=0):
+    """What `model` writes after `prompt`: `length` characters at `temperature` (see `Writer`)."""
+    writer = Writer(model, task)
+    text = writer.generate(tf.constant([prompt]), tf.constant(length, tf.int32),
+                           tf.constant(temperature, tf.float32), tf.constant(seed, tf.int32))
+    return text[0].numpy().decode("utf-8")

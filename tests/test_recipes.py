@@ -300,6 +300,8 @@ def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
     ("lstm_variants", ["--cells", "--gaps", "--seeds", "--learning-rate", "--full", "--smoke",
                        "--report-only", "--results"]),
     ("lstm_walkthrough", ["--cell", "--gap", "--example", "--smoke", "--export", "--results"]),
+    ("char_language_model", ["--cell", "--text", "--tfds", "--prime", "--temperature",
+                             "--sample-length", "--seq-len", "--smoke", "--results"]),
 ])
 def test_help_of_the_experiments_lists_their_flags(recipe, flags):
     process = run_python([f"recipes/{recipe}.py", "--help"])

@@ -1,0 +1,156 @@
+"""Character-level language modelling: corpora, the task's windows and baselines, writing, and
+the recipe."""
+
+import itertools
+import json
+import math
+import os
+import re
+import sysconfig
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kala
+from kala import text
+from conftest import run_python
+
+TEXT = "def add(a, b):\n    return a + b\n\n" * 40  # 1,360 characters.
+
+
+def corpus(content=TEXT):
+    return text.Corpus(content, source="test")
+
+
+def test_a_file_that_cannot_be_a_corpus_gets_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="missing.txt: no such file"):
+        text.read_corpus(str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="a directory, not a text file"):
+        text.read_corpus(str(tmp_path))
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.txt: the file is empty"):
+        text.read_corpus(str(tmp_path / "empty.txt"))
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9 ol\u00e9".encode("utf-8") + b" na\xefve")
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text: byte 13 is b'\\xef'"):
+        text.read_corpus(str(tmp_path / "latin1.txt"))
+    with pytest.raises(ValueError, match="48 characters are too few: the training and the "
+                                         r"validation part \(10%\) must each hold at least one "
+                                         "window of 101 characters"):
+        text.CharLanguageModel(corpus("x" * 48), 100)
+
+
+def test_the_standard_library_corpus_is_the_listed_modules_in_order():
+    found = text.stdlib_corpus()
+    assert found.files == text.STDLIB_FILES and len(found.text) > 500_000
+    with open(os.path.join(sysconfig.get_paths()["stdlib"], "argparse.py")) as file:
+        assert found.text.startswith(file.read())
+    assert found.describe()["sha256"] == found.sha256 and len(found.sha256) == 64
+
+
+def test_windows_read_the_training_part_and_validation_reads_the_rest():
+    task = text.CharLanguageModel(corpus(TEXT + "é"), 16, validation_fraction=0.25)
+    split = int(round(len(TEXT + "é") * 0.75))
+    assert task.decode(task.train_ids) == TEXT[:split]
+    assert task.encode("é").numpy().tolist() == [0]  # Only in the validation part: unknown.
+    assert task.vocabulary[0] == text.UNKNOWN_CHARACTER
+    training = task.decode(task.train_ids)
+    batches = list(itertools.islice(task.train_dataset(8, seed=3), 12))
+    for inputs, targets in batches:
+        assert inputs.shape == targets.shape == (8, 16)
+        np.testing.assert_array_equal(inputs[:, 1:], targets[:, :-1])  # Targets: one on.
+        for row in range(8):
+            assert task.decode(np.append(inputs[row], targets[row, -1])) in training
+    # A resumed run sees the batches it would have seen; another seed, other ones.
+    resumed = list(task.train_dataset(8, seed=3, start=10).take(2))
+    np.testing.assert_array_equal(resumed[0][0], batches[10][0])
+    other = next(iter(task.train_dataset(8, seed=4)))
+    assert not np.array_equal(other[0], batches[0][0])
+    # Validation: the rest of the text, in consecutive windows.
+    (inputs, targets), = list(task.test_dataset())
+    assert inputs.shape[0] == task.test_size == (len(TEXT) + 1 - split) // 17
+    assert task.decode(np.concatenate([np.append(row, last) for row, last in
+                                       zip(inputs.numpy(), targets.numpy()[:, -1])])) \
+        == (TEXT + "é")[split:split + 17 * task.test_size]
+
+
+def test_the_baselines_are_what_character_counts_predict():
+    task = text.CharLanguageModel(corpus("ab" * 200 + "ba" * 50), 10, validation_fraction=0.2)
+    # Training: "ab" * 200; validation: "ba" * 50. Unigram: a and b are each half of training;
+    # add-k smoothing (best k: 0.01) leaves a little for the third id, the unknown character.
+    assert task.unigram_bits_per_char == pytest.approx(
+        -math.log2((200 + 1e-2) / (400 + 3e-2)), rel=1e-6)
+    # Bigram: after a always b, after b always a (but once at the end of training).
+    assert task.bigram_bits_per_char < 0.1 < task.unigram_bits_per_char
+
+
+def test_a_model_writes_the_same_text_for_the_same_seed_and_reads_each_prompt_alone():
+    task = text.CharLanguageModel(corpus(), 20)
+    keras.utils.set_random_seed(0)
+    model = kala.build_model("gru", 8, embedding_dim=4, **task.model_options)
+    writer = text.Writer(model, task)
+    first = writer.generate(["def "], 30, 1.0, 7)[0].numpy()
+    assert len(first.decode("utf-8")) == 30
+    assert writer.generate(["def "], 30, 1.0, 7)[0].numpy() == first
+    assert writer.generate(["def "], 30, 1.0, 8)[0].numpy() != first
+    # Prompts of different lengths, read together, write what each writes alone. Sharpened
+    # output weights and a low temperature make every draw the most likely character, so that
+    # the draws do not depend on the batch. Unknown characters are fine.
+    kernel, bias = model.get_layer("probabilities").get_weights()
+    model.get_layer("probabilities").set_weights([kernel * 100, bias])
+    prompts = ["d", "return a + b\n", "🙂 é"]
+    together = writer.generate(prompts, 12, 0.01, 0).numpy()
+    alone = [writer.generate([prompt], 12, 0.01, 0)[0].numpy() for prompt in prompts]
+    assert len(set(alone)) > 1  # The prompts lead to different texts.
+    assert together.tolist() == alone
+    with pytest.raises(tf.errors.InvalidArgumentError, match="every prompt needs at least one"):
+        writer.generate(["def", ""], 5, 1.0, 0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature: must be above 0"):
+        writer.generate(["def"], 5, 0.0, 0)
+    with pytest.raises(ValueError, match="must run forwards one step at a time"):
+        text.Writer(kala.build_model("gru", 4, bidirectional=True, **task.model_options), task)
+
+
+def test_the_smoke_run_trains_writes_and_reports(tmp_path):
+    process = run_python(["recipes/char_language_model.py", "--smoke", "--results",
+                          str(tmp_path)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    with open(tmp_path / "char_language_model" / "lstm-seed0-smoke.json") as file:
+        result = json.load(file)
+    assert result["baseline_bits_per_char"] > result["bigram_bits_per_char"] > 0
+    assert result["val_bits_per_char"] == result["history"][-1]["metric"]
+    assert len(result["sample"]) == 40 and result["sample"] == result["samples"][-1]["text"]
+    assert result["corpus"]["files"] == list(text.STDLIB_FILES)
+    assert result["corpus"]["characters"] == 20_000 and result["characters_per_second"] > 0
+    assert "--- sample at temperature 0.5:\ndef " in process.stdout
+    assert process.stdout.strip().splitlines()[-1].startswith(
+        "char_language_model: lstm reached ")
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    (b"", "the file is empty"),
+    (b"print('ok')\n\xff\n", r"is not UTF-8 text: byte 12 is b'\\xff'"),
+    (b"print('ok')\n", "12 characters are too few"),
+])
+def test_the_recipe_ends_a_bad_corpus_with_one_line_and_exit_2(tmp_path, content, message):
+    path = tmp_path / "corpus.txt"
+    if content is not None:
+        path.write_bytes(content)
+    process = run_python(["recipes/char_language_model.py", "--text", str(path), "--smoke",
+                          "--results", str(tmp_path)])
+    assert process.returncode == 2
+    lines = [line for line in process.stderr.splitlines() if "char_language_model.py" in line]
+    assert len(lines) == 1 and "Traceback" not in process.stderr
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_tfds_offline_says_a_download_is_needed(tmp_path):
+    if text._reachable("raw.githubusercontent.com"):
+        pytest.skip("this machine is online: --tfds would download tiny_shakespeare")
+    process = run_python(["recipes/char_language_model.py", "--tfds", "tiny_shakespeare",
+                          "--smoke", "--results", str(tmp_path)])
+    assert process.returncode == 2 and "Traceback" not in process.stderr
+    assert ("char_language_model.py: error: 'tiny_shakespeare' is not downloaded yet, and this "
+            "machine cannot reach raw.githubusercontent.com") in process.stderr
