@@ -258,12 +258,12 @@ def check_model_name(model_name):
 
 
 def export_model(model, base_path, model_name, example_inputs=None, *, vocabulary=None,
-                 unknown_id=None, labels=None):
+                 unknown_id=None, labels=None, text_unit="words"):
     """Publishes `model` as the next version of `model_name` under `base_path`.
 
     The version serves `serving_default`, a `step` signature for a model that runs forwards one
-    step at a time, and `serve_text` for a token model given `vocabulary` and `labels`: see
-    `kala.signatures`. A task's `serving_options` fill the keyword arguments.
+    step at a time, `serve_text` for a token model given `vocabulary` and `labels`, and
+    `serve_text` and `generate` for a language model of characters: see `kala.signatures`. A task's `serving_options` fill the keyword arguments.
 
     Args:
         model: a Keras model with one named input and one output, e.g. from `build_model`.
@@ -276,6 +276,8 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
             they are refused.
         labels: with `vocabulary`, the name of each class of a model with one distribution per
             sequence; adds `serve_text`.
+        text_unit: `"characters"` for a language model of characters, whose `vocabulary` is
+            single characters: adds `serve_text` (the next character) and `generate`.
 
     Returns:
         The path of the new version directory, `<base_path>/<model_name>/<version>`.
@@ -301,7 +303,8 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
             f"{np.shape(example_inputs)}, dtype {np.asarray(example_inputs).dtype}"
         )
 
-    signatures = Signatures(models.without_cudnn(model), vocabulary, unknown_id, labels)
+    signatures = Signatures(models.without_cudnn(model), vocabulary, unknown_id, labels,
+                            text_unit)
     model_dir = os.path.join(os.fspath(base_path), model_name)
     os.makedirs(model_dir, exist_ok=True)
     _remove_stale_staging(model_dir)

@@ -32,9 +32,10 @@ import tensorflow as tf
 SERVING_DEFAULT = "serving_default"
 STEP = "step"
 SERVE_TEXT = "serve_text"
+GENERATE = "generate"
 TEXT_INPUT = "text"
-# What `serve_text` answers: the label, its probability, and the words outside the vocabulary.
-TEXT_OUTPUTS = ("word", "probability", "unknown_words")
+# How `serve_text` and `generate` cut a text into tokens.
+TEXT_UNITS = ("words", "characters")
 # The names of a recurrent layer's states, in the order its cell keeps them.
 _STATE_NAMES = {1: ("h",), 2: ("h", "c")}
 
@@ -111,6 +112,36 @@ class Stepper:
         return x, new_states
 
 
+def read(stepper, tokens, lengths):
+    """Runs `stepper` over a batch of token sequences padded on the right, each up to its own
+    length: returns the output after each sequence's last token, and the state there. (In a
+    `tf.function`: AutoGraph turns the loop into a graph loop.)"""
+    batch_size = tf.shape(tokens)[0]
+    states = stepper.zero_states(batch_size)
+    output = tf.zeros((batch_size, stepper.model.outputs[0].shape[-1]))
+    for t in tf.range(tf.shape(tokens)[1]):
+        new_output, new_states = stepper(tokens[:, t], states)
+        reading = (t < lengths)[:, None]  # A sequence that has ended keeps what it had.
+        states = [tf.where(reading, new, old) for new, old in zip(new_states, states)]
+        output = tf.where(reading, new_output, output)
+    return output, states
+
+
+def write(stepper, tokens, lengths, length, temperature, seed, characters):
+    """What a character model writes after each prompt of a padded batch: `length` characters,
+    each drawn from the model's distribution with its logarithm divided by `temperature`, then
+    fed back. The draws are stateless: the same seed writes the same text."""
+    probabilities, states = read(stepper, tokens, lengths)
+    written = tf.TensorArray(tf.int32, size=length)
+    for i in tf.range(length):
+        logits = tf.math.log(probabilities + 1e-12) / temperature
+        drawn = tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, i]),
+                                                dtype=tf.int32)[:, 0]
+        written = written.write(i, drawn)
+        probabilities, states = stepper(drawn, states)
+    return tf.strings.reduce_join(tf.gather(characters, tf.transpose(written.stack())), axis=1)
+
+
 class Signatures:
     """The signatures of an export of `model`.
 
@@ -127,15 +158,19 @@ class Signatures:
             them.
         labels: with a vocabulary, for a model that gives one distribution per sequence, the
             name of each class: adds `serve_text`.
+        text_unit: `"words"` (texts are split at whitespace), or `"characters"` for a language
+            model of characters: with a vocabulary of single characters, adds `serve_text`
+            (the next character's distribution) and `generate`.
     """
 
-    def __init__(self, model, vocabulary=None, unknown_id=None, labels=None):
+    def __init__(self, model, vocabulary=None, unknown_id=None, labels=None, text_unit="words"):
         self.model = model
         self.input_spec = model.inputs[0]
         self.output_name = model.output_names[0]
         embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
         self.vocab_size = embeddings[0].input_dim if embeddings else None
-        self._check_arguments(vocabulary, unknown_id, labels)
+        self._check_arguments(vocabulary, unknown_id, labels, text_unit)
+        self.text_unit = text_unit
         self.vocabulary = None if vocabulary is None else list(vocabulary)
         self.unknown_id = None if unknown_id is None else int(unknown_id)
         self.labels = None if labels is None else list(labels)
@@ -160,8 +195,10 @@ class Signatures:
             self.resources.append(self.table)
             self.functions[SERVE_TEXT] = (
                 self._serve_text, [tf.TensorSpec([None], tf.string, name=TEXT_INPUT)])
+        if text_unit == "characters" and self.vocabulary is not None:
+            self._add_character_signatures()
 
-    def _check_arguments(self, vocabulary, unknown_id, labels):
+    def _check_arguments(self, vocabulary, unknown_id, labels, text_unit):
         given = [name for name, value in (("vocabulary", vocabulary), ("unknown_id", unknown_id),
                                           ("labels", labels)) if value is not None]
         if given and self.vocab_size is None:
@@ -187,6 +224,11 @@ class Signatures:
                                            0 <= unknown_id < self.vocab_size):
             raise ValueError(f"`unknown_id` must be an id below {self.vocab_size}. "
                              f"Received: unknown_id={unknown_id!r}")
+        if text_unit not in TEXT_UNITS:
+            raise ValueError(f"`text_unit` must be one of {', '.join(TEXT_UNITS)}. Received: "
+                             f"text_unit={text_unit!r}")
+        if text_unit == "characters":
+            self._check_character_model(vocabulary, labels)
         if labels is None:
             return
         if vocabulary is None:
@@ -271,11 +313,84 @@ class Signatures:
                 "probability": tf.reduce_max(probabilities, axis=-1),
                 "unknown_words": unknown_words}
 
+    # --- A language model of characters. ----------------------------------------------------
+
+    def _check_character_model(self, vocabulary, labels):
+        if vocabulary is None:
+            return  # Ids only: serving_default and step.
+        if labels is not None:
+            raise ValueError("A language model of characters answers with characters: give no "
+                             "`labels` with text_unit='characters'.")
+        if any(len(char) != 1 for char in vocabulary):
+            raise ValueError("With text_unit='characters', every word of `vocabulary` must be "
+                             "one character.")
+        output_shape = tuple(self.model.outputs[0].shape)
+        if len(output_shape) != 3 or output_shape[-1] != len(vocabulary) or (
+                Stepper.of(self.model) is None):
+            raise ValueError(
+                "With text_unit='characters', the model must run forwards and predict the next "
+                f"character at every step: an output of shape (None, None, {len(vocabulary)}). "
+                f"Received a model whose output has shape {output_shape}.")
+
+    def _add_character_signatures(self):
+        known = [(ord(char), index) for index, char in enumerate(self.vocabulary)
+                 if index != self.unknown_id]
+        self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant([code for code, _ in known], tf.int32),
+            tf.constant([index for _, index in known], tf.int32)), default_value=-1)
+        self.resources.append(self.table)
+        self.characters = tf.constant(self.vocabulary)
+        texts = tf.TensorSpec([None], tf.string, name=TEXT_INPUT)
+        self.functions[SERVE_TEXT] = (tf.function(self._next_character,
+                                                  input_signature=[texts]), None)
+        self.functions[GENERATE] = (tf.function(self._generate, input_signature=[
+            tf.TensorSpec([None], tf.string, name="prompt"),
+            tf.TensorSpec([], tf.int32, name="length"),
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.int32, name="seed")]), None)
+
+    def _character_ids(self, texts, name):
+        """Token ids of each text's characters, padded on the right, and each text's length.
+        Bytes that are not UTF-8 are read as U+FFFD, which the vocabulary does not hold."""
+        ids = tf.ragged.map_flat_values(self.table.lookup,
+                                        tf.strings.unicode_decode(texts, "UTF-8"))
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        checks = [tf.debugging.assert_positive(lengths, message=(
+            f"{name}: every text needs at least one character; received an empty one"))]
+        if self.unknown_id is None:
+            checks.append(tf.debugging.Assert(tf.reduce_all(ids.flat_values >= 0), [
+                f"{name}: a character is outside the vocabulary, and this export has no "
+                "unknown id to read it as"]))
+        with tf.control_dependencies(checks):
+            tokens = tf.identity(self._known(ids.to_tensor()))
+        return tokens, lengths
+
+    def _next_character(self, text):
+        """The distribution of the character after each text, most likely first."""
+        tokens, lengths = self._character_ids(tf.ensure_shape(text, [None]), TEXT_INPUT)
+        probabilities, _ = read(self.stepper, tokens, lengths)
+        order = tf.argsort(probabilities, axis=-1, direction="DESCENDING", stable=True)
+        return {"characters": tf.gather(self.characters, order),
+                "probabilities": tf.gather(probabilities, order, batch_dims=1)}
+
+    def _generate(self, prompt, length, temperature, seed):
+        tokens, lengths = self._character_ids(tf.ensure_shape(prompt, [None]), "prompt")
+        checks = [tf.debugging.assert_positive(length, message="length: must be 1 or more"),
+                  tf.debugging.assert_positive(temperature, message=(
+                      "temperature: must be above 0"))]
+        with tf.control_dependencies(checks):
+            tokens, length, temperature = (tf.identity(tokens), tf.identity(length),
+                                           tf.identity(temperature))
+        return {"text": write(self.stepper, tokens, lengths, length, temperature, seed,
+                              self.characters)}
+
     # --- Requests, and answers compared with the model's. ------------------------------------
 
     def texts(self, ids):
-        """The texts of a batch of token ids, words joined by spaces (what `serve_text` reads)."""
-        return [" ".join(self.vocabulary[i] for i in row) for row in np.asarray(ids)]
+        """The texts of a batch of token ids (what `serve_text` reads): words joined by spaces,
+        or characters one after another."""
+        separator = "" if self.text_unit == "characters" else " "
+        return [separator.join(self.vocabulary[i] for i in row) for row in np.asarray(ids)]
 
     def zero_states(self, batch_size):
         """The `step` signature's state inputs for a fresh batch: zeros, by name."""
@@ -292,12 +407,16 @@ class Signatures:
             if SERVE_TEXT in self.functions:
                 requests.append((SERVE_TEXT, {TEXT_INPUT: np.array(self.texts(batch),
                                                                    dtype=object)}))
+            if GENERATE in self.functions:
+                requests.append((GENERATE, {
+                    "prompt": np.array(self.texts(batch), dtype=object),
+                    "length": np.int32(8), "temperature": np.float32(1.0), "seed": np.int32(0)}))
         return requests
 
     def check(self, loaded, example_inputs, model, rtol=1e-3, atol=1e-4):
         """Raises ValueError unless every signature of a loaded export answers `example_inputs`
         like `model` (the one exported, or the model it was copied from): `step` run over the
-        sequences, `serve_text` on their texts.
+        sequences, `serve_text` on their texts, and `generate` writing as much as asked.
 
         The tolerance catches wrong weights or wiring, not rounding: on a GPU the Keras model may
         run cuDNN (and TF32 matmuls) while the export runs the generic kernel."""
@@ -305,6 +424,7 @@ class Signatures:
         expected = keras.ops.convert_to_numpy(model(example_inputs, training=False))
         answers = {SERVING_DEFAULT: loaded.signatures[SERVING_DEFAULT](
             **{name: tf.constant(example_inputs)})[self.output_name].numpy()}
+        wanted = {SERVING_DEFAULT: expected}
         if STEP in self.functions:
             states = self.zero_states(len(example_inputs))
             outputs = []
@@ -315,14 +435,26 @@ class Signatures:
                 states = {key: answer[key].numpy() for key in states}
                 outputs.append(answer[self.output_name].numpy())
             answers[STEP] = outputs[-1] if expected.ndim == 2 else np.stack(outputs, axis=1)
-        if SERVE_TEXT in self.functions:
-            answer = loaded.signatures[SERVE_TEXT](
-                **{TEXT_INPUT: tf.constant(self.texts(example_inputs))})
-            answers[SERVE_TEXT] = answer["probability"].numpy()
+            wanted[STEP] = expected
+        texts = tf.constant(self.texts(example_inputs)) if self.vocabulary else None
+        if SERVE_TEXT in self.functions and self.text_unit == "words":
+            answer = loaded.signatures[SERVE_TEXT](**{TEXT_INPUT: texts})
+            answers[SERVE_TEXT], wanted[SERVE_TEXT] = (answer["probability"].numpy(),
+                                                       expected.max(axis=-1))
             expected_words = [self.labels[i] for i in expected.argmax(axis=-1)]
             if [word.decode() for word in answer["word"].numpy()] != expected_words:
                 raise ValueError(f"{SERVE_TEXT} does not answer the words the model predicts.")
+        if SERVE_TEXT in self.functions and self.text_unit == "characters":
+            answer = loaded.signatures[SERVE_TEXT](**{TEXT_INPUT: texts})
+            answers[SERVE_TEXT] = answer["probabilities"].numpy()
+            wanted[SERVE_TEXT] = -np.sort(-expected[:, -1], axis=-1)
+        if GENERATE in self.functions:
+            written = loaded.signatures[GENERATE](prompt=texts, length=tf.constant(8),
+                                                  temperature=tf.constant(1.0),
+                                                  seed=tf.constant(0))["text"].numpy()
+            if [len(text.decode("utf-8")) for text in written] != [8] * len(example_inputs):
+                raise ValueError(f"{GENERATE} does not write as many characters as asked.")
         for signature, answer in answers.items():
-            wanted = expected.max(axis=-1) if signature == SERVE_TEXT else expected
-            if answer.shape != wanted.shape or not np.allclose(answer, wanted, rtol, atol):
+            if answer.shape != wanted[signature].shape or not np.allclose(
+                    answer, wanted[signature], rtol, atol):
                 raise ValueError(f"{signature} does not answer like the Keras model.")

@@ -45,6 +45,8 @@ class Task(abc.ABC):
     # or word as (one that no training sequence holds, so the model learned nothing from it).
     vocabulary = None
     unknown_id = None
+    # How a served model cuts a text into tokens: "words" or "characters".
+    text_unit = "words"
     # Tasks with one class per sequence: the name of each class.
     labels = None
 
@@ -127,11 +129,13 @@ class Task(abc.ABC):
     def serving_options(self):
         """Keyword arguments for `kala.export_model`: three test sequences to check the export and
         warm the server up with, and what a token task serves with (vocabulary, unknown id,
-        labels)."""
+        labels, text unit)."""
         options = {"example_inputs": self.batch(self.test_seed, TEST_STREAM, 0, 3)[0]}
         for name in ("vocabulary", "unknown_id", "labels"):
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
+        if self.vocabulary is not None:
+            options["text_unit"] = self.text_unit
         return options
 
     def batch(self, seed, stream, index, batch_size):

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kala.signatures import Stepper
+from kala.signatures import Stepper, write
 from kala.tasks import Task
 
 # Pure-Python modules of the standard library, each one file in every CPython from 3.10 on; about
@@ -159,6 +159,7 @@ class CharLanguageModel(Task):
     metric_name = "bits_per_char"
     head = "steps"
     unknown_id = 0
+    text_unit = "characters"
     min_seq_len = 1
 
     def __init__(self, corpus, seq_len=100, *, validation_fraction=0.1, test_batch_size=64):
@@ -279,12 +280,12 @@ class Writer(tf.Module):
     """A trained character model that writes: `generate(prompts, length, temperature, seed)`
     reads each prompt, then draws `length` characters one at a time, each from the model's
     distribution with its logarithm divided by `temperature` (below 1: safer, above: wilder),
-    and returns what it wrote after each prompt. The same seed writes the same text. A model
-    that does not run forwards one step at a time (bidirectional) cannot write."""
+    and returns what it wrote after each prompt. The same seed writes the same text. An export's
+    `generate` signature runs the same code (`kala.signatures.write`). A model that does not
+    run forwards one step at a time (bidirectional) cannot write."""
 
     def __init__(self, model, task):
         super().__init__(name="writer")
-        self.model = model
         self.stepper = Stepper.of(model)
         if self.stepper is None:
             raise ValueError(f"A model that writes must run forwards one step at a time; "
@@ -303,35 +304,10 @@ class Writer(tf.Module):
         checks = [
             tf.debugging.assert_positive(lengths, message=(
                 "prompt: every prompt needs at least one character; received an empty one")),
-            tf.debugging.assert_non_negative(length, message="length: must be 0 or more"),
+            tf.debugging.assert_positive(length, message="length: must be 1 or more"),
             tf.debugging.assert_positive(temperature, message="temperature: must be above 0"),
         ]
         with tf.control_dependencies(checks):
             tokens = tf.identity(ids.to_tensor())  # (B, longest prompt), padded after each.
-        batch_size = tf.shape(tokens)[0]
-        states = self.stepper.zero_states(batch_size)
-        probabilities = tf.zeros((batch_size, self.characters.shape[0]))
-        # Read the prompts together; a prompt that has ended keeps its state and last answer.
-        for t in tf.range(tf.shape(tokens)[1]):
-            output, new_states = self.stepper(tokens[:, t], states)
-            reading = (t < lengths)[:, None]
-            states = [tf.where(reading, new, old) for new, old in zip(new_states, states)]
-            probabilities = tf.where(reading, output, probabilities)
-        # Then write: draw a character, feed it back, and again.
-        written = tf.TensorArray(tf.int32, size=length)
-        for i in tf.range(length):
-            logits = tf.math.log(probabilities + 1e-12) / temperature
-            drawn = tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, i]),
-                                                    dtype=tf.int32)[:, 0]
-            written = written.write(i, drawn)
-            probabilities, states = self.stepper(drawn, states)
-        characters = tf.gather(self.characters, tf.transpose(written.stack()))
-        return tf.strings.reduce_join(characters, axis=1)
-
-
-def write(model, task, prompt, length, temperature=1.0, seed=0):
-    """What `model` writes after `prompt`: `length` characters at `temperature` (see `Writer`)."""
-    writer = Writer(model, task)
-    text = writer.generate(tf.constant([prompt]), tf.constant(length, tf.int32),
-                           tf.constant(temperature, tf.float32), tf.constant(seed, tf.int32))
-    return text[0].numpy().decode("utf-8")
+            length, temperature = tf.identity(length), tf.identity(temperature)
+        return write(self.stepper, tokens, lengths, length, temperature, seed, self.characters)

@@ -14,7 +14,7 @@ Run it:
     python recipes/char_language_model.py --cell gru           # another cell, the same budget
     python recipes/char_language_model.py --text book.txt      # any UTF-8 text file
     python recipes/char_language_model.py --tfds tiny_shakespeare   # needs a download
-    python recipes/char_language_model.py --smoke              # a tiny run, in seconds
+    python recipes/char_language_model.py --smoke --export     # a tiny run, exported
 """
 
 import dataclasses
@@ -85,6 +85,7 @@ def main(argv=None):
     import kala
     import kala.text
 
+    common.check_export_target(RECIPE, config)
     # Data: the corpus as character ids, split by position into training and validation.
     corpus = load_corpus(config)
     with cli.bad_arguments_exit():
@@ -160,6 +161,8 @@ def main(argv=None):
         "samples": samples,
     })
     print(f"result written to {path}")
+    if config.export:
+        common.export(RECIPE, config, task, model)
     print(f"{RECIPE}: {config.cell} reached {result.metric:.3f} bits per character on validation "
           f"(unigram {task.unigram_bits_per_char:.3f}, bigram {task.bigram_bits_per_char:.3f}) "
           f"after {characters:,} characters at {characters / training_seconds:,.0f} characters "

@@ -172,14 +172,8 @@ def run_until_ctrl_c(trainer, on_progress=None):
 def run_recipe(recipe, config, task, model, run_name):
     """Trains `model` on `task` as `config` says, prints progress and the summary, writes the
     JSON result into `config.results/recipe/run_name.json`, and exports under `--export`."""
+    check_export_target(recipe, config)
     with cli.bad_arguments_exit():
-        if config.export:
-            # Refuse a bad name or an unwritable path now, not after the training.
-            kala.export.check_model_name(config.model_name or recipe)
-            try:
-                os.makedirs(config.saved_models, exist_ok=True)
-            except OSError as error:
-                raise ValueError(f"--saved-models {config.saved_models}: {error.strerror}")
         trainer = kala.Trainer(
             model, task, steps=config.steps, batch_size=config.batch_size,
             learning_rate=config.learning_rate, clipnorm=config.clipnorm, seed=config.seed,
@@ -219,13 +213,32 @@ def run_recipe(recipe, config, task, model, run_name):
     print(f"result written to {path}")
 
     if config.export:
-        try:
-            version_dir = kala.export_model(model, config.saved_models,
-                                            config.model_name or recipe, **task.serving_options)
-        except (OSError, ValueError) as error:
-            cli.fail(f"export failed, nothing was published: {error}")
-        names = ", ".join(kala.export.signature_names(version_dir))
-        print(f"exported to {version_dir} (signatures {names}; input {model.inputs[0].name!r}, "
-              f"output {model.output_names[0]!r})")
+        export(recipe, config, task, model)
     print(summary_line(recipe, config.cell, config.batch_size, result))
     return result
+
+
+def check_export_target(recipe, config):
+    """Under `--export`, refuses a bad model name or an unwritable path now, not after the
+    training (one line, exit code 2)."""
+    if not config.export:
+        return
+    with cli.bad_arguments_exit():
+        kala.export.check_model_name(config.model_name or recipe)
+        try:
+            os.makedirs(config.saved_models, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"--saved-models {config.saved_models}: {error.strerror}")
+
+
+def export(recipe, config, task, model):
+    """Publishes the trained model for TF Serving and says where, with its signatures."""
+    try:
+        version_dir = kala.export_model(model, config.saved_models,
+                                        config.model_name or recipe, **task.serving_options)
+    except (OSError, ValueError) as error:
+        cli.fail(f"export failed, nothing was published: {error}")
+    names = ", ".join(kala.export.signature_names(version_dir))
+    print(f"exported to {version_dir} (signatures {names}; input {model.inputs[0].name!r}, "
+          f"output {model.output_names[0]!r})")
+    return version_dir

@@ -22,10 +22,9 @@ if "__only__" in inputs:
     (name,) = signature.structured_input_signature[1]
     inputs = {name: inputs.pop("__only__")}
 answer = signature(**{key: tf.constant(value) for key, value in inputs.items()})
-outputs = {key: [item.decode() if isinstance(item, bytes) else item
-                 for item in value.numpy().tolist()] for key, value in answer.items()}
+outputs = {key: value.numpy().tolist() for key, value in answer.items()}
 assert "kala" not in sys.modules
-print(json.dumps({"inputs": sorted(inputs), "outputs": outputs}))
+print(json.dumps({"inputs": sorted(inputs), "outputs": outputs}, default=bytes.decode))
 """
 
 

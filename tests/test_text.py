@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import kala
 from kala import text
-from conftest import run_python
+from conftest import run_python, serve_in_fresh_process
 
 TEXT = "def add(a, b):\n    return a + b\n\n" * 40  # 1,360 characters.
 
@@ -154,3 +154,69 @@ def test_tfds_offline_says_a_download_is_needed(tmp_path):
     assert process.returncode == 2 and "Traceback" not in process.stderr
     assert ("char_language_model.py: error: 'tiny_shakespeare' is not downloaded yet, and this "
             "machine cannot reach raw.githubusercontent.com") in process.stderr
+
+
+# --- The export: serving_default, step, serve_text and generate. -------------------------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    task = text.CharLanguageModel(corpus(), 20)
+    keras.utils.set_random_seed(0)
+    model = kala.build_model("lstm", 8, embedding_dim=4, **task.model_options)
+    version = kala.export_model(model, tmp_path_factory.mktemp("exports"), "chars",
+                                **task.serving_options)
+    return task, model, version
+
+
+def test_the_export_answers_text_and_writes_in_a_process_that_never_imports_kala(exported,
+                                                                                 tmp_path):
+    task, model, version = exported
+    assert kala.export.signature_names(version) == ["serving_default", "generate", "serve_text",
+                                                    "step"]
+    texts = ["def ", "é🙂", "return"]
+    _, answer = serve_in_fresh_process(version, {"text": np.array(texts)}, tmp_path,
+                                       "serve_text")
+    for row, prompt in enumerate(texts):
+        ids = task.encode(prompt).numpy()[None]
+        expected = keras.ops.convert_to_numpy(model(ids))[0, -1]
+        np.testing.assert_allclose(answer["probabilities"][row], np.sort(expected)[::-1],
+                                   rtol=1e-5, atol=1e-7)
+        assert answer["characters"][row][0] == task.vocabulary[expected.argmax()]
+        assert sorted(answer["characters"][row]) == sorted(task.vocabulary)
+    request = {"prompt": np.array([b"def ", "\u00e9".encode(), b"\xff not UTF-8"]),
+               "length": np.int32(25), "temperature": np.float32(0.8), "seed": np.int32(5)}
+    _, answer = serve_in_fresh_process(version, request, tmp_path, "generate")
+    writer = text.Writer(model, task)
+    written = writer.generate(request["prompt"], 25, 0.8, 5).numpy()
+    assert answer["text"].tolist() == [line.decode("utf-8") for line in written]
+    assert all(len(line) == 25 for line in answer["text"])
+
+
+def test_the_export_refuses_bad_generate_requests_and_warms_up_every_signature(exported):
+    _, _, version = exported
+    generate = tf.saved_model.load(version).signatures["generate"]
+    for prompt, length, temperature, message in (
+            (["def", ""], 5, 1.0, "prompt: every text needs at least one character"),
+            (["def"], 0, 1.0, "length: must be 1 or more"),
+            (["def"], 5, 0.0, "temperature: must be above 0")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            generate(prompt=tf.constant(prompt), length=tf.constant(length),
+                     temperature=tf.constant(temperature), seed=tf.constant(0))
+    signatures = [request.model_spec.signature_name
+                  for request in kala.export.warmup_requests(version)]
+    assert signatures == ["serving_default", "step", "serve_text", "generate"] * 2
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"labels": ["x"] * 10}, "give no `labels` with text_unit='characters'"),
+    ({"vocabulary": ["ab"] * 10}, "every word of `vocabulary` must be one character"),
+    ({"text_unit": "lines"}, "`text_unit` must be one of words, characters"),
+])
+def test_bad_character_export_options_are_refused(tmp_path, options, message):
+    task = text.CharLanguageModel(corpus(), 20)
+    model = kala.build_model("gru", 4, **task.model_options)
+    arguments = {**task.serving_options, **options}
+    if "vocabulary" in options:
+        arguments["vocabulary"] = [f"{char}{char}" for char in task.vocabulary]
+    with pytest.raises(ValueError, match=message):
+        kala.export_model(model, tmp_path, "chars", **arguments)
