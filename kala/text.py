@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kala.signatures import Stepper, write
+from kala.signatures import GENERATE, Signatures
 from kala.tasks import Task
 
 # Pure-Python modules of the standard library, each one file in every CPython from 3.10 on; about
@@ -276,38 +276,21 @@ class CharLanguageModel(Task):
         return tf.reduce_mean(nats, axis=-1) / math.log(2.0)
 
 
-class Writer(tf.Module):
+class Writer:
     """A trained character model that writes: `generate(prompts, length, temperature, seed)`
     reads each prompt, then draws `length` characters one at a time, each from the model's
     distribution with its logarithm divided by `temperature` (below 1: safer, above: wilder),
-    and returns what it wrote after each prompt. The same seed writes the same text. An export's
-    `generate` signature runs the same code (`kala.signatures.write`). A model that does not
-    run forwards one step at a time (bidirectional) cannot write."""
+    and returns what it wrote after each prompt. The same seed writes the same text. It is the
+    `generate` signature of an export, run here; a model that does not run forwards one step at
+    a time (bidirectional) cannot write."""
 
     def __init__(self, model, task):
-        super().__init__(name="writer")
-        self.stepper = Stepper.of(model)
-        if self.stepper is None:
-            raise ValueError(f"A model that writes must run forwards one step at a time; "
-                             f"{model.name!r} does not (is it bidirectional?)")
-        self.table = task._table
-        self.characters = tf.constant(list(task.vocabulary))
+        self.signatures = Signatures(model, task.vocabulary, task.unknown_id,
+                                     text_unit="characters")
+        self._generate = self.signatures.functions[GENERATE][0]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt"),
-                                  tf.TensorSpec([], tf.int32, name="length"),
-                                  tf.TensorSpec([], tf.float32, name="temperature"),
-                                  tf.TensorSpec([], tf.int32, name="seed")])
     def generate(self, prompts, length, temperature, seed):
-        ids = tf.ragged.map_flat_values(self.table.lookup,
-                                        tf.strings.unicode_decode(prompts, "UTF-8"))
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
-        checks = [
-            tf.debugging.assert_positive(lengths, message=(
-                "prompt: every prompt needs at least one character; received an empty one")),
-            tf.debugging.assert_positive(length, message="length: must be 1 or more"),
-            tf.debugging.assert_positive(temperature, message="temperature: must be above 0"),
-        ]
-        with tf.control_dependencies(checks):
-            tokens = tf.identity(ids.to_tensor())  # (B, longest prompt), padded after each.
-            length, temperature = tf.identity(length), tf.identity(temperature)
-        return write(self.stepper, tokens, lengths, length, temperature, seed, self.characters)
+        """The texts written after `prompts` (a list of strings), as a tf.string tensor."""
+        return self._generate(tf.constant(prompts), tf.constant(length, tf.int32),
+                              tf.constant(temperature, tf.float32),
+                              tf.constant(seed, tf.int32))["text"]

@@ -104,11 +104,11 @@ def test_a_model_writes_the_same_text_for_the_same_seed_and_reads_each_prompt_al
     alone = [writer.generate([prompt], 12, 0.01, 0)[0].numpy() for prompt in prompts]
     assert len(set(alone)) > 1  # The prompts lead to different texts.
     assert together.tolist() == alone
-    with pytest.raises(tf.errors.InvalidArgumentError, match="every prompt needs at least one"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="prompt: every text needs at least one character"):
         writer.generate(["def", ""], 5, 1.0, 0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="temperature: must be above 0"):
         writer.generate(["def"], 5, 0.0, 0)
-    with pytest.raises(ValueError, match="must run forwards one step at a time"):
+    with pytest.raises(ValueError, match="the model must run forwards"):
         text.Writer(kala.build_model("gru", 4, bidirectional=True, **task.model_options), task)
 
 
