@@ -137,7 +137,7 @@ def test_the_curl_bodies_fit_the_signatures_they_name(served):
     workdir, _ = served
     curls = [command for block in code_blocks(serving_section(), "bash")
              for command in commands(block) if command.startswith("curl ")]
-    assert len(curls) == 3
+    assert len(curls) == 4
     for command in curls:
         model, verb = re.search(r"/v1/models/(\w+)(:predict|/metadata)", command).groups()
         signatures = signatures_of(workdir, model)
@@ -155,6 +155,8 @@ def test_the_curl_bodies_fit_the_signatures_they_name(served):
                               for name, value in inputs.items()})
         if "word" in answer:
             assert answer["word"].numpy().tolist() == [b"french"]
+        if "text" in answer:  # generate: as many characters as asked.
+            assert len(answer["text"].numpy()[0].decode("utf-8")) == inputs["length"]
 
 
 def test_the_bad_requests_get_the_messages_the_readme_shows(served):
