@@ -127,16 +127,23 @@ def read(stepper, tokens, lengths):
     return output, states
 
 
-def write(stepper, tokens, lengths, length, temperature, seed, characters):
-    """What a character model writes after each prompt of a padded batch: `length` characters,
-    each drawn from the model's distribution with its logarithm divided by `temperature`, then
-    fed back. The draws are stateless: the same seed writes the same text."""
+def write(stepper, prompts, tokens, lengths, length, temperature, seed, characters):
+    """What a character model writes after each prompt of a padded batch (`prompts`, and
+    `tokens` with their `lengths`): `length` characters, each drawn from the model's
+    distribution with its logarithm divided by `temperature`, then fed back. The draws are
+    stateless, from `seed`, the prompt and the character's place: the same seed writes the same
+    text after a prompt, wherever it sits in the batch, and other prompts draw otherwise."""
     probabilities, states = read(stepper, tokens, lengths)
+    streams = tf.stack([tf.fill(tf.shape(prompts), seed), tf.cast(
+        tf.strings.to_hash_bucket_fast(prompts, 2**31 - 1), tf.int32)], axis=1)
     written = tf.TensorArray(tf.int32, size=length)
     for i in tf.range(length):
         logits = tf.math.log(probabilities + 1e-12) / temperature
-        drawn = tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, i]),
-                                                dtype=tf.int32)[:, 0]
+        drawn = tf.map_fn(
+            lambda row: tf.random.stateless_categorical(
+                row[0][None], 1, seed=tf.random.experimental.stateless_fold_in(row[1], i),
+                dtype=tf.int32)[0, 0],
+            (logits, streams), fn_output_signature=tf.int32)
         written = written.write(i, drawn)
         probabilities, states = stepper(drawn, states)
     return tf.strings.reduce_join(tf.gather(characters, tf.transpose(written.stack())), axis=1)
@@ -381,7 +388,7 @@ class Signatures:
         with tf.control_dependencies(checks):
             tokens, length, temperature = (tf.identity(tokens), tf.identity(length),
                                            tf.identity(temperature))
-        return {"text": write(self.stepper, tokens, lengths, length, temperature, seed,
+        return {"text": write(self.stepper, prompt, tokens, lengths, length, temperature, seed,
                               self.characters)}
 
     # --- Requests, and answers compared with the model's. ------------------------------------

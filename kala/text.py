@@ -152,7 +152,8 @@ class CharLanguageModel(Task):
     character. Training reads windows of `seq_len + 1` characters (inputs, and targets one
     character on) from a fresh offset every pass, shuffled; validation reads the validation part
     in consecutive windows. The baseline is the unigram model's bits per character on the
-    validation part; `bigram_bits_per_char` is the bigram model's.
+    characters the model is scored on (the targets of the validation windows);
+    `bigram_bits_per_char` is the bigram model's.
     """
 
     name = "char_language_model"
@@ -175,7 +176,8 @@ class CharLanguageModel(Task):
                 f"of {seq_len + 1} characters (--seq-len + 1)")
         self.corpus = corpus
         self.validation_fraction = validation_fraction
-        self.vocabulary = (UNKNOWN_CHARACTER, *sorted(set(text[:split])))
+        # U+FFFD in the text is read as the unknown character it stands for.
+        self.vocabulary = (UNKNOWN_CHARACTER, *sorted(set(text[:split]) - {UNKNOWN_CHARACTER}))
         self.vocab_size = self.num_classes = len(self.vocabulary)
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -214,23 +216,28 @@ class CharLanguageModel(Task):
         return self.unigram_bits_per_char
 
     def _baselines(self):
-        """Unigram and bigram bits per character on the validation part, with counts from the
-        training part. Both use add-k smoothing, k from {1, 0.1, 0.01} as the validation part
-        likes best: the strongest form of each baseline."""
-        n = self.vocab_size
-        train, valid = self.train_ids, self.validation_ids
+        """Unigram and bigram bits per character, with counts from the training part, on the
+        characters the model is scored on: the targets of the validation windows. Both use
+        add-k smoothing, k from {1, 0.1, 0.01} as the validation part likes best: the strongest
+        form of each baseline."""
+        n, train = self.vocab_size, self.train_ids.astype(np.int64)
+        width = self.seq_len + 1
+        windows = self.validation_ids[:self.test_size * width].reshape(self.test_size, width)
+        previous, targets = windows[:, :-1].ravel(), windows[:, 1:].ravel()
         unigram_counts = np.bincount(train, minlength=n).astype(np.float64)
-        bigram_counts = np.zeros((n, n))
-        np.add.at(bigram_counts, (train[:-1], train[1:]), 1.0)
+        # Pairs counted sparsely: a corpus may hold tens of thousands of distinct characters.
+        pairs, pair_counts = np.unique(train[:-1] * n + train[1:], return_counts=True)
+        asked = previous.astype(np.int64) * n + targets
+        found = np.minimum(np.searchsorted(pairs, asked), len(pairs) - 1)
+        counts = np.where(pairs[found] == asked, pair_counts[found], 0)
+        totals = np.bincount(train[:-1], minlength=n)[previous]
 
         def bits(probabilities):
             return float(-np.mean(np.log2(probabilities)))
 
-        unigram = min(bits(((unigram_counts + k) / (unigram_counts.sum() + k * n))[valid])
+        unigram = min(bits((unigram_counts[targets] + k) / (len(train) + k * n))
                       for k in (1.0, 0.1, 0.01))
-        bigram = min(bits(((bigram_counts + k) / (bigram_counts.sum(axis=1, keepdims=True)
-                                                  + k * n))[valid[:-1], valid[1:]])
-                     for k in (1.0, 0.1, 0.01))
+        bigram = min(bits((counts + k) / (totals + k * n)) for k in (1.0, 0.1, 0.01))
         return unigram, bigram
 
     def make_batch(self, rng, batch_size):

@@ -19,6 +19,7 @@ Run it:
 
 import dataclasses
 import datetime
+import math
 import os
 import sys
 import time
@@ -78,6 +79,8 @@ def main(argv=None):
     config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
     if not config.temperature > 0:
         cli.fail(f"--temperature must be above 0; got {config.temperature}")
+    if not config.prime:
+        cli.fail("--prime must hold at least one character: the samples start from it")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -123,7 +126,7 @@ def main(argv=None):
         text = sample(progress.step)
         sampling_seconds.append(time.perf_counter() - started)
         samples.append({"step": progress.step, "bits_per_char": progress.metric, "text": text})
-        loss = "-" if progress.loss is None else f"{progress.loss / 0.6931:.3f}"
+        loss = "-" if progress.loss is None else f"{progress.loss / math.log(2):.3f}"
         print(f"step {progress.step:>6,}  train bits/char {loss}  validation bits/char "
               f"{progress.metric:.3f}  {progress.seconds:6.1f} s\n"
               f"--- sample at temperature {config.temperature}:\n{config.prime}{text}\n---",

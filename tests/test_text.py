@@ -76,13 +76,49 @@ def test_windows_read_the_training_part_and_validation_reads_the_rest():
 
 
 def test_the_baselines_are_what_character_counts_predict():
-    task = text.CharLanguageModel(corpus("ab" * 200 + "ba" * 50), 10, validation_fraction=0.2)
-    # Training: "ab" * 200; validation: "ba" * 50. Unigram: a and b are each half of training;
-    # add-k smoothing (best k: 0.01) leaves a little for the third id, the unknown character.
+    from collections import Counter
+
+    rng = np.random.default_rng(0)
+    content = "".join(rng.choice(list("aabbbcd\n"), size=2_000))
+    task = text.CharLanguageModel(corpus(content), 10, validation_fraction=0.2)
+    # Counted here from the characters themselves, on the validation windows' targets.
+    training = content[:1_600]
+    singles, pairs = Counter(training), Counter(zip(training, training[1:]))
+    windows = [content[1_600 + 11 * w:1_600 + 11 * (w + 1)] for w in range(task.test_size)]
+    scored = [(window[j], window[j + 1]) for window in windows for j in range(10)]
+    n = task.vocab_size  # The characters, and the unknown one.
+
+    def best(probability):
+        return min(-np.mean([math.log2(probability(before, after, k)) for before, after in scored])
+                   for k in (1.0, 0.1, 0.01))
+
     assert task.unigram_bits_per_char == pytest.approx(
-        -math.log2((200 + 1e-2) / (400 + 3e-2)), rel=1e-6)
-    # Bigram: after a always b, after b always a (but once at the end of training).
-    assert task.bigram_bits_per_char < 0.1 < task.unigram_bits_per_char
+        best(lambda _, after, k: (singles[after] + k) / (len(training) + k * n)), rel=1e-9)
+    assert task.bigram_bits_per_char == pytest.approx(best(
+        lambda before, after, k: (pairs[before, after] + k)
+        / (sum(count for (first, _), count in pairs.items() if first == before) + k * n)),
+        rel=1e-9)
+
+
+def test_every_pass_over_the_training_part_starts_at_another_offset():
+    rng = np.random.default_rng(1)
+    content = "".join(rng.choice(list("abcdefghij"), size=1_000))
+    task = text.CharLanguageModel(corpus(content), 15, validation_fraction=0.1)
+    training = task.decode(task.train_ids)
+    per_pass, second_pass = len(training) // 16, (len(training) - 7919 % 16) // 16
+    windows = [np.append(inputs[0], targets[0, -1]) for inputs, targets in
+               itertools.islice(task.train_dataset(1, seed=0), per_pass + second_pass)]
+    starts = [training.find(task.decode(window)) for window in windows]
+    assert {start % 16 for start in starts[:per_pass]} == {0}
+    assert {start % 16 for start in starts[per_pass:]} == {7919 % 16}
+    assert sorted(starts[:per_pass]) == list(range(0, 16 * per_pass, 16))  # Each window once.
+
+
+def test_the_replacement_character_in_a_text_is_the_unknown_one():
+    task = text.CharLanguageModel(corpus("ab\ufffdc" * 100), 10)
+    assert task.vocabulary == (text.UNKNOWN_CHARACTER, "a", "b", "c")
+    assert task.encode("\ufffd").numpy().tolist() == [0]
+    text.Writer(kala.build_model("gru", 4, **task.model_options), task)  # A vocabulary it takes.
 
 
 def test_a_model_writes_the_same_text_for_the_same_seed_and_reads_each_prompt_alone():
@@ -94,16 +130,21 @@ def test_a_model_writes_the_same_text_for_the_same_seed_and_reads_each_prompt_al
     assert len(first.decode("utf-8")) == 30
     assert writer.generate(["def "], 30, 1.0, 7)[0].numpy() == first
     assert writer.generate(["def "], 30, 1.0, 8)[0].numpy() != first
-    # Prompts of different lengths, read together, write what each writes alone. Sharpened
-    # output weights and a low temperature make every draw the most likely character, so that
-    # the draws do not depend on the batch. Unknown characters are fine.
+    # Prompts of different lengths, read together, write what each writes alone: every prompt
+    # draws from its own seeds. Unknown characters are fine.
+    prompts = ["d", "return a + b\n", "🙂 é"]
+    together = writer.generate(prompts, 12, 1.0, 0).numpy()
+    alone = [writer.generate([prompt], 12, 1.0, 0)[0].numpy() for prompt in prompts]
+    assert together.tolist() == alone and len(set(alone)) == 3
+    # Each character is drawn from the model's prediction after the prompt and what came
+    # before: with sharpened output weights and a low temperature, the most likely one.
     kernel, bias = model.get_layer("probabilities").get_weights()
     model.get_layer("probabilities").set_weights([kernel * 100, bias])
-    prompts = ["d", "return a + b\n", "🙂 é"]
-    together = writer.generate(prompts, 12, 0.01, 0).numpy()
-    alone = [writer.generate([prompt], 12, 0.01, 0)[0].numpy() for prompt in prompts]
-    assert len(set(alone)) > 1  # The prompts lead to different texts.
-    assert together.tolist() == alone
+    written, ids = writer.generate(["def "], 10, 0.01, 0)[0].numpy().decode(), task.encode("def ")
+    for _ in range(10):
+        probabilities = keras.ops.convert_to_numpy(model(ids.numpy()[None]))[0, -1]
+        ids = tf.concat([ids, [int(probabilities.argmax())]], axis=0)
+    assert written == task.decode(ids.numpy()[4:])
     with pytest.raises(tf.errors.InvalidArgumentError, match="prompt: every text needs at least one character"):
         writer.generate(["def", ""], 5, 1.0, 0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="temperature: must be above 0"):
@@ -209,7 +250,7 @@ def test_the_export_refuses_bad_generate_requests_and_warms_up_every_signature(e
 
 @pytest.mark.parametrize("options, message", [
     ({"labels": ["x"] * 10}, "give no `labels` with text_unit='characters'"),
-    ({"vocabulary": ["ab"] * 10}, "every word of `vocabulary` must be one character"),
+    ({"vocabulary": "two characters each"}, "every word of `vocabulary` must be one character"),
     ({"text_unit": "lines"}, "`text_unit` must be one of words, characters"),
 ])
 def test_bad_character_export_options_are_refused(tmp_path, options, message):
