@@ -17,6 +17,9 @@ Every export has `serving_default`; `kala.export_model` adds the others where th
   `unknown_words`, so a client needs no vocabulary. A text is lower-cased (when the vocabulary is),
   the punctuation marks that are words of the vocabulary are split off, and the rest is split at
   whitespace. Texts are answered one after another.
+- `serve_text` and `generate` of a language model of characters (`text_unit="characters"`): the
+  distribution of the character after each text, most likely first; and what the model writes
+  after each prompt, one character at a time (`write`).
 
 Token models: an id outside the vocabulary, or a word outside it, is read as the unknown id when
 the export is given one, and is refused otherwise. (Without a check, a CPU would refuse the id
@@ -176,6 +179,7 @@ class Signatures:
         self.output_name = model.output_names[0]
         embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
         self.vocab_size = embeddings[0].input_dim if embeddings else None
+        self.stepper = Stepper.of(model)
         self._check_arguments(vocabulary, unknown_id, labels, text_unit)
         self.text_unit = text_unit
         self.vocabulary = None if vocabulary is None else list(vocabulary)
@@ -186,7 +190,6 @@ class Signatures:
         self.functions = {SERVING_DEFAULT: (
             self._serve, [tf.TensorSpec(spec.shape, spec.dtype, name=spec.name)])}
         self.resources = []
-        self.stepper = Stepper.of(model)
         # (name, size) of each state that `step` takes and returns.
         self.states = self.stepper.states if self.stepper else []
         if self.stepper is not None:
@@ -294,6 +297,20 @@ class Signatures:
         return {self.output_name: output,
                 **{name: state for (name, _), state in zip(self.states, new_states)}}
 
+    def _looked_up(self, tokens, name, unit):
+        """The ids of a batch of texts' tokens (a ragged tensor of words or code points), -1
+        outside the vocabulary; refuses an empty text, and a token outside the vocabulary when
+        there is no unknown id, before anything reads the ids."""
+        ids = tf.ragged.map_flat_values(self.table.lookup, tokens)
+        checks = [tf.debugging.assert_positive(ids.row_lengths(), message=(
+            f"{name}: every text needs at least one {unit}; received an empty one"))]
+        if self.unknown_id is None:
+            checks.append(tf.debugging.Assert(tf.reduce_all(ids.flat_values >= 0), [
+                f"{name}: a {unit} is outside the vocabulary, and this export has no "
+                "unknown id to read it as"]))
+        with tf.control_dependencies(checks):
+            return ids.with_flat_values(tf.identity(ids.flat_values))
+
     def _serve_text(self, text):
         text = tf.ensure_shape(text, [None])
         if all(word == word.lower() for word in self.vocabulary):
@@ -303,15 +320,7 @@ class Signatures:
         if marks:
             text = tf.strings.regex_replace(
                 text, f"([{''.join(re.escape(mark) for mark in marks)}])", r" \1 ")
-        ids = tf.ragged.map_flat_values(self.table.lookup, tf.strings.split(text))
-        checks = [tf.debugging.assert_positive(ids.row_lengths(), message=(
-            f"{TEXT_INPUT}: every text needs at least one word; received an empty one"))]
-        if self.unknown_id is None:
-            checks.append(tf.debugging.Assert(tf.reduce_all(ids.flat_values >= 0), [
-                f"{TEXT_INPUT}: a word is outside the vocabulary, and this export has no "
-                "unknown id to read it as"]))
-        with tf.control_dependencies(checks):  # Before the model reads the ids.
-            ids = ids.with_flat_values(tf.identity(ids.flat_values))
+        ids = self._looked_up(tf.strings.split(text), TEXT_INPUT, "word")
         unknown_words = tf.reduce_sum(tf.cast(tf.equal(ids, -1), tf.int32), axis=1)
         probabilities = tf.map_fn(
             lambda row: self.model(self._known(row)[None], training=False)[0], ids,
@@ -333,7 +342,7 @@ class Signatures:
                              "one character.")
         output_shape = tuple(self.model.outputs[0].shape)
         if len(output_shape) != 3 or output_shape[-1] != len(vocabulary) or (
-                Stepper.of(self.model) is None):
+                self.stepper is None):
             raise ValueError(
                 "With text_unit='characters', the model must run forwards and predict the next "
                 f"character at every step: an output of shape (None, None, {len(vocabulary)}). "
@@ -359,18 +368,8 @@ class Signatures:
     def _character_ids(self, texts, name):
         """Token ids of each text's characters, padded on the right, and each text's length.
         Bytes that are not UTF-8 are read as U+FFFD, which the vocabulary does not hold."""
-        ids = tf.ragged.map_flat_values(self.table.lookup,
-                                        tf.strings.unicode_decode(texts, "UTF-8"))
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
-        checks = [tf.debugging.assert_positive(lengths, message=(
-            f"{name}: every text needs at least one character; received an empty one"))]
-        if self.unknown_id is None:
-            checks.append(tf.debugging.Assert(tf.reduce_all(ids.flat_values >= 0), [
-                f"{name}: a character is outside the vocabulary, and this export has no "
-                "unknown id to read it as"]))
-        with tf.control_dependencies(checks):
-            tokens = tf.identity(self._known(ids.to_tensor()))
-        return tokens, lengths
+        ids = self._looked_up(tf.strings.unicode_decode(texts, "UTF-8"), name, "character")
+        return self._known(ids.to_tensor()), tf.cast(ids.row_lengths(), tf.int32)
 
     def _next_character(self, text):
         """The distribution of the character after each text, most likely first."""

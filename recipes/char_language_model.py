@@ -18,10 +18,8 @@ Run it:
 """
 
 import dataclasses
-import datetime
 import math
 import os
-import sys
 import time
 
 import cli
@@ -100,11 +98,7 @@ def main(argv=None):
                                    embedding_dim=config.embedding_dim,
                                    implementation=config.implementation,
                                    name=f"{RECIPE}_{config.cell.replace('+', '_')}")
-        trainer = kala.Trainer(
-            model, task, steps=config.steps, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, clipnorm=config.clipnorm, seed=config.seed,
-            eval_every=config.eval_every, checkpoint_dir=config.checkpoint_dir or None,
-            logdir=config.logdir or None)
+    trainer = common.make_trainer(config, task, model)
     writer = kala.text.Writer(model, task)
 
     def sample(seed):
@@ -132,19 +126,13 @@ def main(argv=None):
               f"--- sample at temperature {config.temperature}:\n{config.prime}{text}\n---",
               flush=True)
 
-    try:
-        result = common.run_until_ctrl_c(trainer, on_progress)
-    except KeyboardInterrupt:
-        print(f"\n{RECIPE}: interrupted at step {int(trainer.step.numpy()):,}", file=sys.stderr)
-        sys.exit(cli.EXIT_INTERRUPTED)
+    result = common.train_or_exit(RECIPE, config, trainer, on_progress)
 
     training_seconds = result.seconds - sum(sampling_seconds)
     characters = result.steps * config.batch_size * config.seq_len
     run_name = cli.run_name(config, SMOKE, ["cell", "seed"])
     path = os.path.join(config.results, RECIPE, f"{run_name}.json")
-    common.write_json(path, {
-        "recipe": RECIPE,
-        "command": " ".join(["python", *sys.argv]),
+    common.write_json(path, common.run_record(RECIPE, config, trainer, result, {
         "corpus": corpus.describe(),
         "val_bits_per_char": result.metric,
         "baseline_bits_per_char": task.unigram_bits_per_char,
@@ -157,12 +145,8 @@ def main(argv=None):
         "characters_trained_on": characters,
         "characters_per_second": round(characters / training_seconds),
         "seconds": round(result.seconds, 2),
-        "config": {**dataclasses.asdict(config), **trainer.config},
-        "machine": common.machine(),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "history": result.history,
         "samples": samples,
-    })
+    }))
     print(f"result written to {path}")
     if config.export:
         common.export(RECIPE, config, task, model)

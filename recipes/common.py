@@ -173,30 +173,15 @@ def run_recipe(recipe, config, task, model, run_name):
     """Trains `model` on `task` as `config` says, prints progress and the summary, writes the
     JSON result into `config.results/recipe/run_name.json`, and exports under `--export`."""
     check_export_target(recipe, config)
-    with cli.bad_arguments_exit():
-        trainer = kala.Trainer(
-            model, task, steps=config.steps, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, clipnorm=config.clipnorm, seed=config.seed,
-            eval_every=config.eval_every, checkpoint_dir=config.checkpoint_dir or None,
-            logdir=config.logdir or None,
-        )
+    trainer = make_trainer(config, task, model)
     print(f"{recipe}: training {config.cell} ({model.count_params():,} parameters) on "
           f"{task.name} T={task.seq_len}; budget {config.steps:,} steps of {config.batch_size} "
           f"sequences; baseline {task.metric_name} {task.baseline:.4f}", flush=True)
-    printer = ProgressPrinter(task.metric_name, task.baseline, config.steps)
-    try:
-        result = run_until_ctrl_c(trainer, printer)
-    except KeyboardInterrupt:
-        where = int(trainer.step.numpy())
-        hint = (f"; run the same command to resume from {config.checkpoint_dir}"
-                if config.checkpoint_dir else "; pass --checkpoint-dir to be able to resume")
-        print(f"\n{recipe}: interrupted at step {where:,}{hint}", file=sys.stderr)
-        sys.exit(cli.EXIT_INTERRUPTED)
+    result = train_or_exit(recipe, config, trainer,
+                           ProgressPrinter(task.metric_name, task.baseline, config.steps))
 
     path = os.path.join(config.results, recipe, f"{run_name}.json")
-    write_json(path, {
-        "recipe": recipe,
-        "command": " ".join(["python", *sys.argv]),
+    write_json(path, run_record(recipe, config, trainer, result, {
         "solved": result.solved,
         "sequences_seen": result.sequences_seen,
         "metric": result.metric,
@@ -205,17 +190,52 @@ def run_recipe(recipe, config, task, model, run_name):
         "seconds": round(result.seconds, 2),
         "steps": result.steps,
         "resumed_from_step": result.resumed_from_step,
-        "config": {**dataclasses.asdict(config), **trainer.config},
-        "machine": machine(),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "history": result.history,
-    })
+    }))
     print(f"result written to {path}")
 
     if config.export:
         export(recipe, config, task, model)
     print(summary_line(recipe, config.cell, config.batch_size, result))
     return result
+
+
+def make_trainer(config, task, model):
+    """A `kala.Trainer` with the recipe's training settings; bad ones end the run with one
+    line."""
+    with cli.bad_arguments_exit():
+        return kala.Trainer(
+            model, task, steps=config.steps, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, clipnorm=config.clipnorm, seed=config.seed,
+            eval_every=config.eval_every, checkpoint_dir=config.checkpoint_dir or None,
+            logdir=config.logdir or None,
+        )
+
+
+def train_or_exit(recipe, config, trainer, on_progress):
+    """Runs the trainer; Ctrl-C ends the run between steps, with how to resume, and exit code
+    130."""
+    try:
+        return run_until_ctrl_c(trainer, on_progress)
+    except KeyboardInterrupt:
+        where = int(trainer.step.numpy())
+        hint = (f"; run the same command to resume from {config.checkpoint_dir}"
+                if config.checkpoint_dir else "; pass --checkpoint-dir to be able to resume")
+        print(f"\n{recipe}: interrupted at step {where:,}{hint}", file=sys.stderr)
+        sys.exit(cli.EXIT_INTERRUPTED)
+
+
+def run_record(recipe, config, trainer, result, measured):
+    """A run's JSON result: the recipe and its command, what it `measured`, then its settings,
+    the machine, when it finished and its evaluations."""
+    return {
+        "recipe": recipe,
+        "command": " ".join(["python", *sys.argv]),
+        **measured,
+        "config": {**dataclasses.asdict(config), **trainer.config},
+        "machine": machine(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "history": result.history,
+    }
 
 
 def check_export_target(recipe, config):
