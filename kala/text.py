@@ -185,7 +185,8 @@ class CharLanguageModel(Task):
                 tf.range(1, self.vocab_size, dtype=tf.int32)),
             default_value=self.unknown_id)
         self.train_ids = self.encode(text[:split]).numpy()
-        self.validation_ids = self.encode(text[split:]).numpy()
+        self.validation_text = text[split:]
+        self.validation_ids = self.encode(self.validation_text).numpy()
         windows = len(self.validation_ids) // (seq_len + 1)
         super().__init__(seq_len, test_size=windows, test_batch_size=test_batch_size)
         self.success_threshold = 0.0  # Never met: a language model trains its whole budget.

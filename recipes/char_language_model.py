@@ -75,29 +75,61 @@ def load_corpus(config):
 
 def main(argv=None):
     config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
+    check_sampling(config)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import common
+
+    common.check_export_target(RECIPE, config)
+    corpus = load_corpus(config)
+    task, model, record = run(config, corpus, os.path.join(config.results, RECIPE))
+    if config.export:
+        common.export(RECIPE, config, task, model)
+    print(f"{RECIPE}: {config.cell} reached {record['val_bits_per_char']:.3f} bits per character "
+          f"on validation (unigram {task.unigram_bits_per_char:.3f}, bigram "
+          f"{task.bigram_bits_per_char:.3f}) after {record['characters_trained_on']:,} characters "
+          f"at {record['characters_per_second']:,} characters per second; "
+          f"{record['seconds']:.0f} s")
+
+    # What you should see: the samples go from noise to words, then to indented lines of
+    # something like Python: `def`, `self.`, `return`, matched quotes and brackets. Then the
+    # cells that follow the code's structure, each against the best cell of the same network
+    # before training (some structure, like the position in the line, an untrained network
+    # follows too).
+
+
+def check_sampling(config):
+    """Sampling settings that cannot work end the run now, not after the training."""
     if not config.temperature > 0:
         cli.fail(f"--temperature must be above 0; got {config.temperature}")
     if not config.prime:
         cli.fail("--prime must hold at least one character: the samples start from it")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run(config, corpus, out_dir, units=None, draw=True):
+    """Trains the model `config` names (with `units` if given) on `corpus`, printing progress
+    and samples, reads what it learned (`read_model`), and writes the run's JSON (and, with
+    `draw`, its readable cells as a PNG) into `out_dir`. Returns the task, the model and the
+    JSON record."""
     import keras
 
     import common
     import kala
     import kala.text
 
-    common.check_export_target(RECIPE, config)
+    units = units or config.units
     # Data: the corpus as character ids, split by position into training and validation.
-    corpus = load_corpus(config)
     with cli.bad_arguments_exit():
         task = kala.text.CharLanguageModel(corpus, config.seq_len)
         # Model: an embedding per character, a recurrent layer, and a softmax over the next
         # character at every step.
         keras.utils.set_random_seed(config.seed)
-        model = common.build_model(config.cell, config.units, task,
+        model = common.build_model(config.cell, units, task,
                                    embedding_dim=config.embedding_dim,
                                    implementation=config.implementation,
                                    name=f"{RECIPE}_{config.cell.replace('+', '_')}")
+    # The same network before training: what its cells follow without having learned anything.
+    untrained = keras.models.clone_model(model)
+    untrained.set_weights(model.get_weights())
     trainer = common.make_trainer(config, task, model)
     writer = kala.text.Writer(model, task)
 
@@ -107,9 +139,10 @@ def main(argv=None):
         return text[0].numpy().decode("utf-8")
 
     print(f"{RECIPE}: {len(corpus.text):,} characters of {corpus.source} "
-          f"({task.vocab_size - 1} distinct in the training part); {config.cell} "
-          f"({model.count_params():,} parameters); validation bits per character to beat: "
-          f"unigram {task.unigram_bits_per_char:.3f}, bigram {task.bigram_bits_per_char:.3f}",
+          f"({task.vocab_size - 1} distinct in the training part); {config.cell} {units} "
+          f"({model.count_params():,} parameters), learning rate {config.learning_rate:g}, seed "
+          f"{config.seed}; validation bits per character to beat: unigram "
+          f"{task.unigram_bits_per_char:.3f}, bigram {task.bigram_bits_per_char:.3f}",
           flush=True)
     samples, sampling_seconds = [], []
 
@@ -127,12 +160,20 @@ def main(argv=None):
               flush=True)
 
     result = common.train_or_exit(RECIPE, config, trainer, on_progress)
-
     training_seconds = result.seconds - sum(sampling_seconds)
     characters = result.steps * config.batch_size * config.seq_len
+
+    # Reading: the closing brackets and the cells, trained and untrained.
+    started = time.perf_counter()
+    reading, snippet = read_model(model, untrained, task)
     run_name = cli.run_name(config, SMOKE, ["cell", "seed"])
-    path = os.path.join(config.results, RECIPE, f"{run_name}.json")
-    common.write_json(path, common.run_record(RECIPE, config, trainer, result, {
+    if draw:
+        path = os.path.join(out_dir, f"{run_name}-cells.png")
+        draw_cells(reading["readable_cells"], snippet, path,
+                   f"{config.cell} {units}, seed {config.seed}")
+        print(f"readable cells drawn in {path}")
+    print_reading(reading)
+    record = common.run_record(RECIPE, config, trainer, result, {
         "corpus": corpus.describe(),
         "val_bits_per_char": result.metric,
         "baseline_bits_per_char": task.unigram_bits_per_char,
@@ -140,23 +181,112 @@ def main(argv=None):
         "sample": samples[-1]["text"] if samples else "",
         "prime": config.prime,
         "temperature": config.temperature,
+        "units": units,
         "parameters": model.count_params(),
         "steps": result.steps,
         "characters_trained_on": characters,
         "characters_per_second": round(characters / training_seconds),
         "seconds": round(result.seconds, 2),
+        **reading,
+        "reading_seconds": round(time.perf_counter() - started, 2),
         "samples": samples,
-    }))
+    })
+    path = os.path.join(out_dir, f"{run_name}.json")
+    common.write_json(path, record)
     print(f"result written to {path}")
-    if config.export:
-        common.export(RECIPE, config, task, model)
-    print(f"{RECIPE}: {config.cell} reached {result.metric:.3f} bits per character on validation "
-          f"(unigram {task.unigram_bits_per_char:.3f}, bigram {task.bigram_bits_per_char:.3f}) "
-          f"after {characters:,} characters at {characters / training_seconds:,.0f} characters "
-          f"per second; {result.seconds:.0f} s")
+    return task, model, record
 
-    # What you should see: the samples go from noise to words, then to indented lines of
-    # something like Python: `def`, `self.`, `return`, matched quotes and brackets.
+
+# What the cells are read on: the first characters of the validation part, in pieces.
+CELL_CHARACTERS, CELL_PIECES = 32_000, 8
+BRACKET_PIECES = 16
+
+
+def read_model(model, untrained, task):
+    """What a trained model does with the validation part's long-range structure:
+    - `carried_state_bits_per_char` and `closing_brackets`: the validation part read in 16
+      pieces with the state carried through each (training reads 100 characters at a time), and
+      how often the most likely next character is the closing bracket that comes, by distance
+      to its opening bracket (kala.reading.closing_brackets);
+    - `readable_cells`: for each feature of kala.reading.FEATURES, the cell whose state
+      correlates best with it, and the best correlation among the untrained network's cells.
+    Returns that dict and, for drawing, a snippet of text with every cell's state on it."""
+    import numpy as np
+
+    from kala import reading
+
+    text = task.validation_text
+    ids, probabilities = reading.run_over(model, task, text, BRACKET_PIECES)
+    cell_text = text[:CELL_CHARACTERS]
+    features = reading.code_features(cell_text[:len(cell_text) // CELL_PIECES * CELL_PIECES])
+    states = reading.cell_states(model, task, cell_text, CELL_PIECES)
+    trained = reading.correlations(states, features)
+    before = reading.correlations(reading.cell_states(untrained, task, cell_text, CELL_PIECES),
+                                  features)
+    cells = {}
+    for name in reading.FEATURES:
+        best = int(np.argmax(np.abs(trained[name])))
+        cells[name] = {"cell": best, "r": float(trained[name][best]),
+                       "untrained_best_abs_r": float(np.max(np.abs(before[name])))}
+    # The snippet: about 20 lines of the first piece, from its first `def` after 1,000
+    # characters (or from its start).
+    piece = states.shape[1]
+    start = cell_text.find("\n    def ", 1000, piece - 2000) + 1
+    lines = cell_text[start:piece].split("\n")[:20]
+    snippet = {"text": "\n".join(lines),
+               "states": states[0, start:start + len("\n".join(lines))]}
+    return {
+        "carried_state_bits_per_char": reading.bits_per_char(ids, probabilities),
+        "closing_brackets": reading.closing_brackets(text, ids, probabilities),
+        "readable_cells": cells,
+    }, snippet
+
+
+def print_reading(reading):
+    print(f"validation read in {BRACKET_PIECES} pieces, the state carried: "
+          f"{reading['carried_state_bits_per_char']:.3f} bits per character")
+    print("closing brackets predicted (most likely next character), by distance to the opening: "
+          + ", ".join(f"{row['distance_from']}-{row['distance_to'] or ''}: "
+                      f"{row['accuracy']:.0%} of {row['count']:,}"
+                      for row in reading["closing_brackets"]))
+    for name, cell in reading["readable_cells"].items():
+        print(f"cell {cell['cell']:>4} follows {name:<14} r = {cell['r']:+.2f}  (untrained "
+              f"network's best |r| {cell['untrained_best_abs_r']:.2f})")
+
+
+def draw_cells(cells, snippet, path, title):
+    """The snippet once per feature, each character on the colour of the feature's best cell
+    after it (its tanh: blue -1, white 0, red +1; sign turned so that red goes with the
+    feature)."""
+    import numpy as np
+
+    import common
+
+    lines = snippet["text"].split("\n")
+    width = max(len(line) for line in lines) + 1
+    figure, axes = common.new_figure((0.075 * width + 0.5, 0.16 * len(lines) * len(cells) + 1.2),
+                                     rows=len(cells))
+    for axis, (name, cell) in zip(np.atleast_1d(axes), cells.items()):
+        values = np.tanh(snippet["states"][:, cell["cell"]]) * np.sign(cell["r"] or 1.0)
+        grid = np.full((len(lines), width), np.nan)
+        start = 0
+        for row, line in enumerate(lines):
+            colours = values[start:start + len(line) + 1]  # The line and its newline.
+            grid[row, :len(colours)] = colours
+            for column, char in enumerate(line):
+                if not char.isspace():
+                    axis.text(column, row, char, ha="center", va="center", family="monospace",
+                              fontsize=6.5)
+            start += len(line) + 1
+        axis.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto",
+                    interpolation="nearest")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_title(f"cell {cell['cell']}: r = {cell['r']:+.2f} with {name.replace('_', ' ')} "
+                       f"(best |r| before training {cell['untrained_best_abs_r']:.2f})",
+                       fontsize=8, loc="left")
+    figure.suptitle(f"Readable cells of a character model of Python ({title})", fontsize=9)
+    common.save_figure(figure, path)
 
 
 if __name__ == "__main__":
