@@ -11,6 +11,9 @@ The library, in the order a run uses it:
 - `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved
   and resumes from checkpoints.
 - `kala.export_model`: a SavedModel version directory that TF Serving loads.
+- `kala.text`: character language models on real text (the standard library's source by
+  default), and `kala.reading` to see what such a model's cells follow and how far back its
+  brackets reach.
 
 The library never prints and never reads the command line; the scripts in `recipes/` do.
 """

@@ -151,8 +151,8 @@ class CharLanguageModel(Task):
     U+FFFD), then the training part's characters in code point order; `vocabulary[id]` is the
     character. Training reads windows of `seq_len + 1` characters (inputs, and targets one
     character on) from a fresh offset every pass, shuffled; validation reads the validation part
-    in consecutive windows. The baseline is the unigram model's bits per character on the
-    characters the model is scored on (the targets of the validation windows);
+    (`validation_text`) in consecutive windows. The baseline is the unigram model's bits per
+    character on the characters the model is scored on (the targets of the validation windows);
     `bigram_bits_per_char` is the bigram model's.
     """
 

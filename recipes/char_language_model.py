@@ -8,6 +8,12 @@ scored in bits per character on the last 10% of the text, which it never trains 
 what the text's own character frequencies predict (unigram) and pairs of characters (bigram).
 During training it writes: from a prime text, one character at a time, each drawn from its own
 prediction at a temperature (below 1: safer, above: wilder), as Karpathy's char-rnn does.
+After training it reads its model (kala.reading), as Karpathy, Johnson & Fei-Fei (2015) read
+theirs: how often it foresees a closing bracket, by how far back the opening one is, and which
+single cells follow bracket depth, strings, indentation and the position in the line, against
+the same network before training. The best cells are drawn on a piece of code
+(results/char_language_model/<run>-cells.png). These features are Python's: on other text
+(--text, --tfds) they are still measured, but mean less (an apostrophe opens no string in prose).
 
 Run it:
     python recipes/char_language_model.py                      # LSTM on the standard library
@@ -216,12 +222,15 @@ def read_model(model, untrained, task):
     from kala import reading
 
     text = task.validation_text
-    ids, probabilities = reading.run_over(model, task, text, BRACKET_PIECES)
+    # Fewer pieces for a short text (--text): each holds at least 2 characters.
+    bracket_pieces = min(BRACKET_PIECES, len(text) // 2)
+    ids, probabilities = reading.run_over(model, task, text, bracket_pieces)
     cell_text = text[:CELL_CHARACTERS]
-    features = reading.code_features(cell_text[:len(cell_text) // CELL_PIECES * CELL_PIECES])
-    states = reading.cell_states(model, task, cell_text, CELL_PIECES)
+    pieces = min(CELL_PIECES, len(cell_text) // 2)
+    features = reading.code_features(cell_text[:len(cell_text) // pieces * pieces])
+    states = reading.cell_states(model, task, cell_text, pieces)
     trained = reading.correlations(states, features)
-    before = reading.correlations(reading.cell_states(untrained, task, cell_text, CELL_PIECES),
+    before = reading.correlations(reading.cell_states(untrained, task, cell_text, pieces),
                                   features)
     cells = {}
     for name in reading.FEATURES:
@@ -233,9 +242,14 @@ def read_model(model, untrained, task):
     piece = states.shape[1]
     start = cell_text.find("\n    def ", 1000, piece - 2000) + 1
     lines = cell_text[start:piece].split("\n")[:20]
+    # Each cell's state in its own standard deviations over the text read, so that a cell with
+    # a wide range (an LSTM's c can grow past 1) shows its ups and downs in colour too.
+    flat = states.reshape(-1, states.shape[-1])
+    standardised = (states[0] - flat.mean(axis=0)) / np.maximum(flat.std(axis=0), 1e-6)
     snippet = {"text": "\n".join(lines),
-               "states": states[0, start:start + len("\n".join(lines))]}
+               "states": standardised[start:start + len("\n".join(lines))]}
     return {
+        "carried_state_pieces": bracket_pieces,
         "carried_state_bits_per_char": reading.bits_per_char(ids, probabilities),
         "closing_brackets": reading.closing_brackets(text, ids, probabilities),
         "readable_cells": cells,
@@ -243,12 +257,12 @@ def read_model(model, untrained, task):
 
 
 def print_reading(reading):
-    print(f"validation read in {BRACKET_PIECES} pieces, the state carried: "
+    print(f"validation read in {reading['carried_state_pieces']} pieces, the state carried: "
           f"{reading['carried_state_bits_per_char']:.3f} bits per character")
     print("closing brackets predicted (most likely next character), by distance to the opening: "
-          + ", ".join(f"{row['distance_from']}-{row['distance_to'] or ''}: "
-                      f"{row['accuracy']:.0%} of {row['count']:,}"
-                      for row in reading["closing_brackets"]))
+          + (", ".join(f"{row['distance_from']}-{row['distance_to'] or ''}: "
+                       f"{row['accuracy']:.0%} of {row['count']:,}"
+                       for row in reading["closing_brackets"]) or "none to predict"))
     for name, cell in reading["readable_cells"].items():
         print(f"cell {cell['cell']:>4} follows {name:<14} r = {cell['r']:+.2f}  (untrained "
               f"network's best |r| {cell['untrained_best_abs_r']:.2f})")
@@ -256,18 +270,18 @@ def print_reading(reading):
 
 def draw_cells(cells, snippet, path, title):
     """The snippet once per feature, each character on the colour of the feature's best cell
-    after it (its tanh: blue -1, white 0, red +1; sign turned so that red goes with the
-    feature)."""
+    after it: its state in standard deviations from its mean, from blue (-2 or below) through
+    white (the mean) to red (+2 or above), the sign turned so that red goes with the feature."""
     import numpy as np
 
     import common
 
     lines = snippet["text"].split("\n")
     width = max(len(line) for line in lines) + 1
-    figure, axes = common.new_figure((0.075 * width + 0.5, 0.16 * len(lines) * len(cells) + 1.2),
+    figure, axes = common.new_figure((0.07 * width + 0.5, 0.16 * len(lines) * len(cells) + 1.2),
                                      rows=len(cells))
     for axis, (name, cell) in zip(np.atleast_1d(axes), cells.items()):
-        values = np.tanh(snippet["states"][:, cell["cell"]]) * np.sign(cell["r"] or 1.0)
+        values = np.clip(snippet["states"][:, cell["cell"]] / 2, -1, 1) * np.sign(cell["r"] or 1)
         grid = np.full((len(lines), width), np.nan)
         start = 0
         for row, line in enumerate(lines):
@@ -276,7 +290,7 @@ def draw_cells(cells, snippet, path, title):
             for column, char in enumerate(line):
                 if not char.isspace():
                     axis.text(column, row, char, ha="center", va="center", family="monospace",
-                              fontsize=6.5)
+                              fontsize=8, parse_math=False)
             start += len(line) + 1
         axis.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto",
                     interpolation="nearest")

@@ -184,6 +184,8 @@ def run_name(config, smoke, named):
         value = getattr(config, field.name)
         if field.name not in named and field.name not in OUTPUT_SETTINGS \
                 and value != defaults[field.name]:
+            if isinstance(value, str) and os.sep in value:  # A path: its file's name.
+                value = os.path.basename(value.rstrip(os.sep))
             parts.append(f"{field.name}{value}")
     if config.smoke:
         parts.append("smoke")

@@ -171,6 +171,11 @@ def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
         "2016-lstm-T100-seed0-units32-learning_rate0.001")
     assert name("--smoke") == "2016-lstm-T20-seed0-smoke"
     assert name("--smoke", "--steps", "3000") == "2016-lstm-T20-seed0-steps3000-smoke"
+    # A path names its file, so the result stays in DIR/<recipe>/.
+    char_language_model = recipe_module("char_language_model")
+    config = cli.parse_config(char_language_model.Config, "", ["--text", "/data/books/emma.txt"])
+    assert cli.run_name(config, char_language_model.SMOKE, ["cell", "seed"]) == (
+        "lstm-seed0-textemma.txt")
 
 
 def long_gap_summary(results):
@@ -302,6 +307,8 @@ def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
     ("lstm_walkthrough", ["--cell", "--gap", "--example", "--smoke", "--export", "--results"]),
     ("char_language_model", ["--cell", "--text", "--tfds", "--prime", "--temperature",
                              "--sample-length", "--seq-len", "--smoke", "--results"]),
+    ("char_cells_compared", ["--cells", "--seeds", "--learning-rates", "--search-steps",
+                             "--report-only", "--text", "--smoke", "--results"]),
 ])
 def test_help_of_the_experiments_lists_their_flags(recipe, flags):
     process = run_python([f"recipes/{recipe}.py", "--help"])

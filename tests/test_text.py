@@ -165,6 +165,15 @@ def test_the_smoke_run_trains_writes_and_reports(tmp_path):
     assert result["corpus"]["files"] == list(text.STDLIB_FILES)
     assert result["corpus"]["characters"] == 20_000 and result["characters_per_second"] > 0
     assert "--- sample at temperature 0.5:\ndef " in process.stdout
+    # It reads its model: closing brackets by distance, and the cells that follow the code.
+    assert result["closing_brackets"][0]["distance_from"] == 1
+    assert 0 < result["carried_state_bits_per_char"] < 10
+    assert list(result["readable_cells"]) == [
+        "bracket_depth", "inside_string", "indentation", "column"]
+    for name, cell in result["readable_cells"].items():
+        assert 0 <= cell["cell"] < 16 and -1 <= cell["r"] <= 1, name
+        assert f"follows {name}" in process.stdout
+    assert (tmp_path / "char_language_model" / "lstm-seed0-smoke-cells.png").stat().st_size > 0
     assert process.stdout.strip().splitlines()[-1].startswith(
         "char_language_model: lstm reached ")
 
