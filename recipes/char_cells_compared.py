@@ -34,6 +34,7 @@ import time
 
 import char_language_model
 import cli
+import long_gap
 
 RECIPE = "char_cells_compared"
 CELLS = ("simple_rnn", "lstm", "gru")
@@ -67,13 +68,10 @@ def main(argv=None):
     config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
     out_dir = os.path.join(config.results, RECIPE)
     if config.report_only:
-        report(load_summary(out_dir), out_dir)
+        report(long_gap.load_summary(out_dir, RECIPE), out_dir)
         return
     cells = cli.parse_cells(config.cells)
     rates = cli.parse_list(config.learning_rates, float, "learning-rates", positive=True)
-    if config.seeds < 1 or config.search_steps < 1:
-        cli.fail(f"--seeds and --search-steps must be at least 1; got {config.seeds} and "
-                 f"{config.search_steps}")
     char_language_model.check_sampling(config)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import common
@@ -174,21 +172,6 @@ def run_row(record):
                 "val_bits_per_char", "carried_state_bits_per_char", "baseline_bits_per_char",
                 "bigram_bits_per_char", "closing_brackets", "readable_cells",
                 "characters_per_second", "seconds", "sample")}}
-
-
-def load_summary(out_dir):
-    """The summary.json of an earlier comparison; a missing or unreadable one ends the run."""
-    path = os.path.join(out_dir, "summary.json")
-    try:
-        with open(path) as file:
-            summary = json.load(file)
-    except FileNotFoundError:
-        cli.fail(f"--report-only: {path} does not exist; run the comparison first")
-    except (OSError, ValueError) as error:
-        cli.fail(f"--report-only: cannot read {path}: {error}")
-    if not isinstance(summary, dict) or summary.get("recipe") != RECIPE or not summary.get("runs"):
-        cli.fail(f"--report-only: {path} is not the summary of a {RECIPE} run with runs")
-    return summary
 
 
 def _by_cell(runs):
