@@ -111,8 +111,8 @@ def check_sampling(config):
         cli.fail("--prime must hold at least one character: the samples start from it")
 
 
-def run(config, corpus, out_dir, units=None, draw=True):
-    """Trains the model `config` names (with `units` if given) on `corpus`, printing progress
+def run(config, corpus, out_dir, draw=True):
+    """Trains the model `config` names on `corpus`, printing progress
     and samples, reads what it learned (`read_model`), and writes the run's JSON (and, with
     `draw`, its readable cells as a PNG) into `out_dir`. Returns the task, the model and the
     JSON record."""
@@ -122,7 +122,7 @@ def run(config, corpus, out_dir, units=None, draw=True):
     import kala
     import kala.text
 
-    units = units or config.units
+    units = config.units
     # Data: the corpus as character ids, split by position into training and validation.
     with cli.bad_arguments_exit():
         task = kala.text.CharLanguageModel(corpus, config.seq_len)
@@ -187,7 +187,6 @@ def run(config, corpus, out_dir, units=None, draw=True):
         "sample": samples[-1]["text"] if samples else "",
         "prime": config.prime,
         "temperature": config.temperature,
-        "units": units,
         "parameters": model.count_params(),
         "steps": result.steps,
         "characters_trained_on": characters,
