@@ -146,16 +146,17 @@ def equal_sizes(config, corpus, cells):
 
 
 def trained(config, corpus, out_dir):
-    """The record of `config`'s run: read from OUT_DIR when a run with the same settings is
-    there, else trained now (and written there)."""
+    """The record of `config`'s run: read from OUT_DIR when a run with the same settings on the
+    same corpus (its SHA-256) is there, else trained now (and written there)."""
     name = cli.run_name(config, char_language_model.SMOKE, ["cell", "seed"])
     path = os.path.join(out_dir, f"{name}.json")
     try:
         with open(path) as file:
             record = json.load(file)
         stored = record["config"]
-        if all(stored.get(key) == value for key, value in dataclasses.asdict(config).items()
-               if key not in IGNORED):
+        if record["corpus"]["sha256"] == corpus.sha256 and all(
+                stored.get(key) == value for key, value in dataclasses.asdict(config).items()
+                if key not in IGNORED):
             print(f"{RECIPE}: reusing {path}", flush=True)
             return record
     except (OSError, ValueError, KeyError, TypeError):

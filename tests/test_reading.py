@@ -112,6 +112,13 @@ def test_the_smoke_comparison_sizes_cells_alike_searches_rates_and_reuses_runs(t
     assert again.returncode == 0 and again.stdout.count("reusing") == 12
     assert "step " not in again.stdout
     assert json.loads((out / "summary.json").read_text())["runs"] == summary["runs"]
+    # A run of another corpus is trained again, not reused.
+    stored = next((out / "runs").glob("gru-seed1-*.json"))
+    record = json.loads(stored.read_text())
+    record["corpus"]["sha256"] = "0" * 64
+    stored.write_text(json.dumps(record))
+    third = run_python(command)
+    assert third.returncode == 0 and third.stdout.count("reusing") == 11
     (out / "summary.md").unlink()
     report = run_python(command + ["--report-only"])
     assert report.returncode == 0 and (out / "summary.md").read_text() == table
