@@ -149,7 +149,7 @@ def correlations(states, features):
     return result
 
 
-def closing_brackets(text, ids, probabilities, pairs=None, bins=DISTANCE_BINS):
+def closing_brackets(text, ids, probabilities, bins=DISTANCE_BINS):
     """How well the model foresees each closing bracket, by distance to its opening bracket.
 
     A closing bracket is counted when it and its opening bracket lie in the same piece (so the
@@ -159,7 +159,6 @@ def closing_brackets(text, ids, probabilities, pairs=None, bins=DISTANCE_BINS):
     Args:
         text: the text given to `run_over`.
         ids, probabilities: what `run_over` returned for it.
-        pairs: `bracket_pairs(text)`, if already at hand.
         bins: the lower ends of the distance bins, increasing.
 
     Returns:
@@ -168,7 +167,7 @@ def closing_brackets(text, ids, probabilities, pairs=None, bins=DISTANCE_BINS):
         (the probability given to the bracket that came).
     """
     pieces, length = ids.shape
-    pairs = bracket_pairs(text) if pairs is None else np.asarray(pairs)
+    pairs = bracket_pairs(text)
     opening, closing = pairs[:, 0], pairs[:, 1]
     keep = (closing < pieces * length) & (opening // length == closing // length) \
         & (closing % length > 0)

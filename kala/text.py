@@ -222,8 +222,7 @@ class CharLanguageModel(Task):
         add-k smoothing, k from {1, 0.1, 0.01} as the validation part likes best: the strongest
         form of each baseline."""
         n, train = self.vocab_size, self.train_ids.astype(np.int64)
-        width = self.seq_len + 1
-        windows = self.validation_ids[:self.test_size * width].reshape(self.test_size, width)
+        windows = self._validation_windows()
         previous, targets = windows[:, :-1].ravel(), windows[:, 1:].ravel()
         unigram_counts = np.bincount(train, minlength=n).astype(np.float64)
         # Pairs counted sparsely: a corpus may hold tens of thousands of distinct characters.
@@ -240,6 +239,11 @@ class CharLanguageModel(Task):
                       for k in (1.0, 0.1, 0.01))
         bigram = min(bits((counts + k) / (totals + k * n)) for k in (1.0, 0.1, 0.01))
         return unigram, bigram
+
+    def _validation_windows(self):
+        """The validation part's ids as consecutive windows of `seq_len + 1`: (test_size, T+1)."""
+        width = self.seq_len + 1
+        return self.validation_ids[:self.test_size * width].reshape(self.test_size, width)
 
     def make_batch(self, rng, batch_size):
         """Windows at random offsets of the training part."""
@@ -271,8 +275,7 @@ class CharLanguageModel(Task):
 
     def test_dataset(self):
         """The validation part in consecutive windows, batched."""
-        width = self.seq_len + 1
-        ids = self.validation_ids[:self.test_size * width].reshape(self.test_size, width)
+        ids = self._validation_windows()
         return (tf.data.Dataset.from_tensor_slices((ids[:, :-1], ids[:, 1:]))
                 .batch(self.test_batch_size).cache())
 
