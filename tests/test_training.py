@@ -53,6 +53,35 @@ def test_train_step_is_traced_once_although_lengths_change():
     assert trainer.eval_step.experimental_get_tracing_count() == 1
 
 
+def test_xla_compiled_step_trains_as_the_plain_one():
+    task = small_adding()
+    results = [kala.train(new_model(task, 0), task, steps=30, batch_size=8, eval_every=15,
+                          jit_compile=jit_compile) for jit_compile in (False, True)]
+    plain, compiled = results
+    assert compiled.train_step_traces == 1
+    # XLA fuses and reorders float32 arithmetic, so the two agree closely, not bit for bit.
+    np.testing.assert_allclose([entry["loss"] for entry in compiled.history],
+                               [entry["loss"] for entry in plain.history], rtol=1e-3)
+    assert compiled.metric == pytest.approx(plain.metric, rel=1e-3)
+
+
+def test_running_again_with_a_larger_budget_continues_on_the_same_batches():
+    task = small_adding()
+    options = dict(batch_size=8, eval_every=10, log_every=3, seed=2, stop_when_solved=False)
+    whole_model = new_model(task, 0)
+    whole = kala.Trainer(whole_model, task, steps=25, **options).run()
+    parts_model = new_model(task, 0)
+    trainer = kala.Trainer(parts_model, task, steps=7, **options)
+    trainer.run()
+    trainer.steps = 25
+    parts = trainer.run()
+    assert parts.steps == 25 and parts.train_step_traces == 1
+    assert [entry["step"] for entry in parts.history] == [10, 20, 25]
+    assert parts.metric == pytest.approx(whole.metric, rel=1e-5)
+    for part, reference in zip(parts_model.get_weights(), whole_model.get_weights()):
+        np.testing.assert_allclose(part, reference, rtol=1e-5, atol=1e-6)
+
+
 def test_progress_goes_to_the_callback_and_nothing_is_printed(capsys):
     task = small_adding()
     events = []
@@ -148,6 +177,7 @@ def test_tensorboard_scalars_are_written(tmp_path):
     (dict(steps=10, clipnorm=float("nan")), "clipnorm=nan"),
     (dict(steps=10, seed=-2), "seed=-2"),
     (dict(steps=10, seed=True), "seed=True"),
+    (dict(steps=10, jit_compile="yes"), "jit_compile='yes'"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(options, message):
     task = small_adding()

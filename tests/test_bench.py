@@ -1,0 +1,107 @@
+"""`python -m kala.bench`: every contender measured and compared, at tiny shapes. Speed targets
+live in the benchmark's own output, never here."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from conftest import run_python
+
+from kala import bench
+
+
+def within_rounds(row, other):
+    """The median over rounds of the ratio of two rates measured in the same round."""
+    return float(np.median(np.array(row["rounds"]) / np.array(other["rounds"])))
+
+
+def test_quick_bench_measures_every_contender_and_writes_json(tmp_path):
+    out = tmp_path / "out.json"
+    process = run_python(["-m", "kala.bench", "--quick", "--shape", "4,6,3,5", "--rounds", "2",
+                          "--cells", "lstm,gru,peephole_lstm", "--adding-len", "10",
+                          "--adding-steps", "5", "--json", str(out)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    assert payload["mode"] == "quick"
+    assert {"processor", "cpu_count", "tensorflow", "keras"} <= set(payload["machine"])
+    rows = payload["rows"]
+    shape = {"batch": 4, "time": 6, "features": 3, "units": 5}
+
+    training = {(row["impl"], row["cell"], row["implementation"]): row
+                for row in rows if row["measure"] == "training"}
+    expected = {(impl, cell, implementation)
+                for cell, implementation in [("lstm", "builtin"), ("gru", "builtin"),
+                                             ("lstm", "essay"), ("gru", "essay"),
+                                             ("peephole_lstm", "essay")]
+                for impl in ("kala", "keras_fit")}
+    has_torch = importlib.util.find_spec("torch") is not None
+    if has_torch:
+        expected |= {("torch", "lstm", "torch"), ("torch", "gru", "torch")}
+    assert set(training) == expected  # Quick mode leaves XLA out.
+    for (impl, cell, implementation), row in training.items():
+        assert row["shape"] == shape
+        assert len(row["rounds"]) == 2 and row["sequences_per_second"] > 0
+        assert row["gflops"] == pytest.approx(
+            row["sequences_per_second"] * bench.GATES[cell] * 6 * 6 * 5 * (3 + 5) / 1e9)
+        if impl == "kala":
+            fit = training[("keras_fit", cell, implementation)]
+            assert row["vs_keras_fit"] == pytest.approx(within_rounds(row, fit))
+            assert ("vs_torch" in row) == (has_torch and implementation == "builtin")
+            assert ("time_vs_builtin" in row) == (implementation == "essay")
+    peephole = training[("kala", "peephole_lstm", "essay")]
+    assert peephole["time_vs_builtin"] == pytest.approx(
+        within_rounds(training[("kala", "lstm", "builtin")], peephole))
+
+    serving = [row for row in rows if row["measure"] == "serving"]
+    assert {(row["impl"], row["batch"]) for row in serving} == {
+        (impl, batch) for impl in ("serving_default", "keras_call") for batch in (1, 256)}
+    for row in serving:
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        assert ("vs_keras_call" in row) == (row["impl"] == "serving_default")
+
+    (pipeline,) = [row for row in rows if row["measure"] == "pipeline"]
+    assert pipeline["sequences_per_second"] > 0
+    assert pipeline["training_sequences_per_second"] == max(
+        row["sequences_per_second"] for row in training.values() if row["impl"] == "kala")
+
+    (adding,) = [row for row in rows if row["measure"] == "adding"]
+    assert (adding["cell"], adding["seq_len"], adding["steps"]) == ("lstm", 10, 5)
+
+    assert "| B=4 T=6 D=3 H=5 | peephole_lstm |" in process.stdout
+    assert "### Serving" in process.stdout and "### The adding problem" in process.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shape", "32,50,16"], "four positive integers"),
+    (["--cells", "lstm,transformer"], "unknown cell 'transformer'"),
+    (["--parts", "speed"], "unknown part 'speed'"),
+    (["--rounds", "0"], "expected a positive integer"),
+    (["--json", "/no/such/dir/out.json"], "no directory"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message):
+    process = run_python(["-m", "kala.bench", *argv])
+    assert process.returncode == 2
+    # TensorFlow's start-up lines cannot be silenced; the bench's own error is one line.
+    errors = [line for line in process.stderr.splitlines()
+              if line.startswith("python -m kala.bench: error:")]
+    assert len(errors) == 1 and message in errors[0], process.stderr[-2000:]
+    assert "Traceback" not in process.stderr
+
+
+def test_shape_parses_and_counts_flops():
+    shape = bench.Shape.parse("128,100,2,128")
+    assert shape == bench.Shape(batch=128, time=100, features=2, units=128)
+    # REFERENCE.md §5: an LSTM training step is 24·B·T·H·(D + H) FLOPs; GRU 18, SimpleRNN 6.
+    for cell, factor in [("lstm", 24), ("gru", 18), ("simple_rnn", 6)]:
+        assert shape.batch * shape.flops_per_sequence(cell) == factor * 128 * 100 * 128 * 130
+    with pytest.raises(ValueError, match="Received: '1,2,0,4'"):
+        bench.Shape.parse("1,2,0,4")
+
+
+def test_synthetic_task_targets_the_scaled_sum_of_the_first_feature():
+    task = bench.Synthetic(9, 3)
+    inputs, targets = task.batch(0, 0, 0, 5)
+    assert inputs.shape == (5, 9, 3) and targets.shape == (5, 1)
+    np.testing.assert_allclose(targets[:, 0], inputs[:, :, 0].sum(axis=1) / 3, rtol=1e-5)
+    assert not task.is_solved(0.0)  # A timing task never stops a run early.
