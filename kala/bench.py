@@ -35,7 +35,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kala import models, tasks, training
+from keras import ops
+
+from kala import cells, models, tasks, training
 from kala.export import export_model
 
 # Each cell: the gate blocks its step multiplies by (for FLOPs) and the PyTorch module, if any.
@@ -144,6 +146,10 @@ def machine():
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
+    # Thread settings from the environment; unset, each library takes one thread per core.
+    info["thread_settings"] = {name: os.environ[name] for name in (
+        "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+        if name in os.environ}
     torch = _torch()
     if torch is not None:
         info["torch"] = torch.__version__
@@ -345,7 +351,9 @@ def serving_rows(cell, shape, rounds, calls=100, large_batch=256):
         contenders = {"serving_default": lambda x: serve(**{name: x}),
                       "keras_call": lambda x: model(x, training=False)}
         rows = []
-        for batch, count in ((1, calls), (large_batch, max(2, calls // 20))):
+        # About `calls` calls at batch 1 in all, for the 99th percentile; fewer at the large batch.
+        per_round = -(-calls // rounds)
+        for batch, count in ((1, per_round), (large_batch, max(2, per_round // 20))):
             inputs = tf.constant(task.batch(3, tasks.TEST_STREAM, 0, batch)[0])
             times = {impl: [] for impl in contenders}
             for function in contenders.values():
@@ -409,6 +417,124 @@ def adding_rows(cells, seeds, seq_len=100, steps=3000):
                          "solved": result.solved, "sequences_seen": result.sequences_seen,
                          "steps": result.steps, "seconds": result.seconds,
                          "metric": result.metric})
+    return rows
+
+
+# --- Ideas for a faster LSTM, each timed against what it would replace. ----------------------
+
+
+def block_lstm(inputs, kernel, recurrent_kernel, bias):
+    """The last hidden state of an LSTM with Keras's weights, by TensorFlow's fused
+    `BlockLSTM` (v1) op. The op orders gates i, c, f, o (Keras: i, f, c, o), clips the cell
+    state to ±3 unless `cell_clip` is negative, and adds a forget bias of its own unless it is 0.
+    Its v2 is left alone: its registered gradient failed a finite-difference check
+    (REFERENCE.md)."""
+
+    def reorder(weights):
+        i, f, c, o = tf.split(weights, 4, axis=-1)
+        return tf.concat([i, c, f, o], axis=-1)
+
+    batch, units = tf.shape(inputs)[0], recurrent_kernel.shape[0]
+    zeros = tf.zeros([batch, units], inputs.dtype)
+    outputs = tf.raw_ops.BlockLSTM(
+        seq_len_max=tf.cast(tf.shape(inputs)[1], tf.int64),
+        x=tf.transpose(inputs, [1, 0, 2]), cs_prev=zeros, h_prev=zeros,
+        w=reorder(tf.concat([kernel, recurrent_kernel], axis=0)),
+        wci=tf.zeros([units]), wcf=tf.zeros([units]), wco=tf.zeros([units]),
+        b=reorder(bias), forget_bias=0.0, cell_clip=-1.0, use_peephole=False)
+    return outputs[-1][-1]  # h: (T, B, H); its last step.
+
+
+class _ProjectedLSTMCell(cells.LSTMCell):
+    """kala's LSTM cell fed inputs already multiplied by the kernel for every step at once,
+    so each step multiplies only the previous output."""
+
+    def __init__(self, units, features, **kwargs):
+        super().__init__(units, **kwargs)
+        self.features = features
+
+    def build(self, input_shape):
+        super().build((None, self.features))
+
+    def _preactivations(self, projected, h_prev):
+        return ops.split(projected + ops.matmul(h_prev, self.recurrent_kernel), 4, axis=-1)
+
+
+def idea_rows(shape, rounds, round_seconds):
+    """The time of an LSTM layer's forward and backward pass (gradients of its last output),
+    for each idea beside the layer it would replace, interleaved over rounds:
+
+    - Keras's LSTM layer unrolled (`unroll=True`) and TensorFlow's fused BlockLSTM, against
+      Keras's LSTM layer as kala builds it;
+    - kala's LSTM cell with the input projection computed for all steps in one matmul before
+      the loop, against the same cell projecting inside it."""
+    inputs = tf.random.stateless_normal([shape.batch, shape.time, shape.features], seed=[0, 1])
+    layer = keras.layers.LSTM(shape.units)
+    layer.build((None, None, shape.features))
+    unrolled = keras.layers.LSTM(shape.units, unroll=True)
+    unrolled.build((None, None, shape.features))
+    unrolled.set_weights(layer.get_weights())
+    essay = keras.layers.RNN(cells.LSTMCell(shape.units))
+    essay.build((None, None, shape.features))
+    essay.set_weights(layer.get_weights())
+    projected_cell = _ProjectedLSTMCell(shape.units, shape.features)
+    projected = keras.layers.RNN(projected_cell)
+    projected.build((None, None, 4 * shape.units))
+    projected.set_weights(layer.get_weights())
+    kernel, recurrent_kernel, bias = layer.weights
+
+    ideas = {  # name: (what it replaces, forward pass, weights)
+        "keras_lstm": (None, layer, layer.weights),
+        "keras_lstm_unrolled": ("keras_lstm", unrolled, unrolled.weights),
+        "block_lstm_v1": ("keras_lstm",
+                          lambda x: block_lstm(x, kernel, recurrent_kernel, bias), layer.weights),
+        "essay_lstm": (None, essay, essay.weights),
+        "essay_lstm_projected_inputs": (
+            "essay_lstm",
+            lambda x: projected(ops.matmul(x, projected_cell.kernel) + projected_cell.bias),
+            projected.weights),
+    }
+
+    def gradient_step(forward, weights):
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(forward(inputs))
+            return tape.gradient(loss, weights)
+        return step
+
+    steps = {name: gradient_step(forward, weights)
+             for name, (_, forward, weights) in ideas.items()}
+    reference = [gradient.numpy() for gradient in steps["keras_lstm"]()]
+
+    def timed(step, count):
+        started = time.perf_counter()
+        for _ in range(count):
+            gradients = step()
+        np.asarray(gradients[0])
+        return (time.perf_counter() - started) / count
+
+    differences, counts = {}, {}
+    for name, step in steps.items():
+        gradients = [gradient.numpy() for gradient in step()]
+        differences[name] = max(float(np.max(np.abs(a - b)))
+                                for a, b in zip(gradients, reference))
+        counts[name] = max(2, round(round_seconds / timed(step, 1)))
+    seconds = {name: [] for name in steps}
+    for round_index in range(rounds):
+        names = list(steps) if round_index % 2 == 0 else list(steps)[::-1]
+        for name in names:
+            seconds[name].append(timed(steps[name], counts[name]))
+    rows = []
+    for name, (replaces, _, _) in ideas.items():
+        row = {"measure": "idea", "impl": name, "cell": "lstm", "implementation": None,
+               "shape": dataclasses.asdict(shape), "replaces": replaces,
+               "ms_per_pass": 1000 * statistics.median(seconds[name]),
+               "rounds": seconds[name], "max_gradient_difference": differences[name]}
+        if replaces is not None:
+            row["time_vs_replaced"] = statistics.median(
+                a / b for a, b in zip(seconds[name], seconds[replaces]))
+        rows.append(row)
     return rows
 
 
@@ -477,6 +603,17 @@ def markdown(payload):
                       f"{row['sequences_per_second']:,.0f} sequences/s; training consumes "
                       f"{row['training_sequences_per_second']:,.0f} (the fastest of kala's loops): "
                       f"{row['vs_training']:,.0f}× headroom.", ""]
+    ideas = [row for row in rows if row["measure"] == "idea"]
+    if ideas:
+        lines += ["### Ideas for a faster LSTM: one forward and backward pass", "",
+                  "| shape | implementation | replaces | ms per pass | time ÷ replaced "
+                  "| largest gradient difference |", "|---|---|---|---:|---:|---:|"]
+        for row in ideas:
+            lines.append(
+                f"| {Shape(**row['shape']).label} | {row['impl']} | {row['replaces'] or '—'} | "
+                f"{row['ms_per_pass']:.1f} | {_ratio(row.get('time_vs_replaced'))} | "
+                f"{row['max_gradient_difference']:.1e} |")
+        lines.append("")
     adding = [row for row in rows if row["measure"] == "adding"]
     if adding:
         lines += [f"### The adding problem at T = {adding[0]['seq_len']} (kala's loop, "
@@ -501,7 +638,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-PARTS = ("training", "serving", "pipeline", "adding")
+PARTS = ("training", "serving", "pipeline", "adding", "ideas")
 
 
 def parse_args(argv):
@@ -517,8 +654,9 @@ def parse_args(argv):
                         help="measure this shape instead of the mode's (repeatable)")
     parser.add_argument("--cells", metavar="CELL,...", type=_cells,
                         help=f"only these cells (of {', '.join(GATES)})")
-    parser.add_argument("--parts", metavar="PART,...", type=_parts, default=PARTS,
-                        help=f"only these measurements (of {', '.join(PARTS)})")
+    parser.add_argument("--parts", metavar="PART,...", type=_parts,
+                        help=f"only these measurements (of {', '.join(PARTS)}; default: all, "
+                             "but ideas only in the full mode)")
     parser.add_argument("--rounds", type=_positive, help="rounds (default: 6 quick, 10 full)")
     parser.add_argument("--adding-len", type=_positive, default=100,
                         help="length of the adding problem (default 100)")
@@ -572,21 +710,25 @@ def run(args, log=lambda message: None):
     mode = QUICK if args.quick else FULL
     shapes = args.shape or mode["shapes"]
     rounds = args.rounds or mode["rounds"]
+    parts = args.parts or (PARTS[:-1] if args.quick else PARTS)
     chosen = [(cell, implementation) for cell, implementation in MODELS
               if args.cells is None or cell in args.cells]
     started = time.perf_counter()
     rows = []
     for shape in shapes:
-        if "training" in args.parts and chosen:
+        if "training" in parts and chosen:
             log(f"training at {shape.label}: {len(chosen)} models")
             rows += training_rows(shape, rounds, mode["round_seconds"], chosen, mode["xla"],
                                   on_round=lambda done, total: log(f"  round {done}/{total}"))
-        if "serving" in args.parts:
+        if "serving" in parts:
             for cell in mode["serving_cells"]:
                 if args.cells is None or cell in args.cells:
                     log(f"serving {cell} at {shape.label}")
                     rows += serving_rows(cell, shape, rounds)
-    if "pipeline" in args.parts:
+        if "ideas" in parts:
+            log(f"ideas for the LSTM at {shape.label}")
+            rows += idea_rows(shape, rounds, mode["round_seconds"])
+    if "pipeline" in parts:
         shape = shapes[-1]
         consumed = [row["sequences_per_second"] for row in rows
                     if row["measure"] == "training" and row["impl"].startswith("kala")
@@ -595,7 +737,7 @@ def run(args, log=lambda message: None):
             log(f"pipeline at {shape.label}")
             # The fastest consumer at this shape is the hardest to keep fed.
             rows += pipeline_rows(shape, rounds, max(consumed))
-    if "adding" in args.parts:
+    if "adding" in parts:
         cells = [cell for cell in mode["adding_cells"] if args.cells is None
                  or cell in args.cells]
         log(f"adding problem at T={args.adding_len}: {', '.join(cells)}")
