@@ -105,3 +105,50 @@ def test_synthetic_task_targets_the_scaled_sum_of_the_first_feature():
     assert inputs.shape == (5, 9, 3) and targets.shape == (5, 1)
     np.testing.assert_allclose(targets[:, 0], inputs[:, :, 0].sum(axis=1) / 3, rtol=1e-5)
     assert not task.is_solved(0.0)  # A timing task never stops a run early.
+
+
+def test_block_lstm_matches_keras_lstm_in_outputs_and_gradients(seeded):
+    import keras
+    import tensorflow as tf
+
+    layer = keras.layers.LSTM(5)
+    layer.build((None, None, 3))
+    kernel, recurrent_kernel, bias = layer.weights
+    # Large weights and 20 steps drive the cell state past ±3, where BlockLSTM's default
+    # cell clip would cut it: the two agree only with the clip off.
+    kernel.assign(kernel * 6.0)
+    inputs = tf.random.stateless_normal([4, 20, 3], seed=[1, 2])
+    weights = tf.random.stateless_normal([5], seed=[3, 4])
+    results = []
+    for forward in (layer, lambda x: bench.block_lstm(x, kernel, recurrent_kernel, bias)):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = forward(inputs)
+            loss = tf.reduce_sum(outputs * weights)
+        results.append([outputs, *tape.gradient(loss, [inputs, kernel, recurrent_kernel, bias])])
+    states = keras.layers.RNN(keras.layers.LSTMCell(5), return_state=True)
+    states.build((None, None, 3))
+    states.set_weights(layer.get_weights())
+    assert float(tf.reduce_max(tf.abs(states(inputs)[2]))) > 3.5  # The clip would matter.
+    for keras_value, block_value in zip(*results):
+        np.testing.assert_allclose(block_value, keras_value, rtol=1e-5, atol=1e-5)
+
+
+def test_ideas_are_timed_against_what_they_replace(tmp_path):
+    out = tmp_path / "ideas.json"
+    process = run_python(["-m", "kala.bench", "--parts", "ideas", "--shape", "3,4,2,5",
+                          "--rounds", "1", "--json", str(out)])
+    assert process.returncode == 0, process.stderr[-3000:]
+    rows = {row["impl"]: row for row in json.loads(out.read_text())["rows"]}
+    assert rows.keys() == {
+        "loop_batch_from_python", "loop_batch_in_graph", "loop_10_steps_per_call",
+        "keras_lstm", "keras_lstm_unrolled", "block_lstm_v1", "essay_lstm",
+        "essay_lstm_projected_inputs"}
+    for row in rows.values():
+        assert row["ms"] > 0
+        assert ("time_vs_replaced" in row) == (row["replaces"] is not None)
+        if row["replaces"] is not None:
+            assert row["time_vs_replaced"] == pytest.approx(float(np.median(
+                np.array(row["rounds"]) / np.array(rows[row["replaces"]]["rounds"]))))
+        if row["unit"] == "forward and backward pass":
+            assert row["max_gradient_difference"] < 1e-4  # Every idea computes the same LSTM.
