@@ -389,7 +389,7 @@ def _outputs(result):
 
 def pipeline_rows(shape, rounds, training_rate, batches=50):
     """Sequences per second the task's tf.data pipeline makes alone, against `training_rate`,
-    the rate kala's loop consumed it at (the LSTM's at this shape)."""
+    the rate training consumed it at (the fastest of kala's loops at this shape)."""
     task = Synthetic(shape.time, shape.features)
     rates = []
     for round_index in range(rounds):
