@@ -132,7 +132,7 @@ class Synthetic(tasks.Task):
 
 
 def machine():
-    """What a run ran on: CPU, cores, GPUs and versions."""
+    """What a run ran on: CPU, cores, GPUs and versions (the recipes record it too)."""
     processor = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as file:
@@ -141,7 +141,7 @@ def machine():
         processor = names[0] if names else processor
     except OSError:
         pass
-    info = {
+    return {
         "platform": platform.platform(),
         "processor": processor,
         "cpu_count": os.cpu_count(),
@@ -150,6 +150,11 @@ def machine():
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
+
+
+def _bench_machine():
+    """`machine()`, with the thread settings and PyTorch the benchmark ran with."""
+    info = machine()
     # Thread settings from the environment; unset, each library takes one thread per core.
     info["thread_settings"] = {name: os.environ[name] for name in (
         "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
@@ -815,7 +820,7 @@ def run(args, log=lambda message: None):
         rows += adding_rows(cells, mode["adding_seeds"], args.adding_len, args.adding_steps)
     return {"mode": "quick" if args.quick else "full",
             "command": "python -m kala.bench " + " ".join(sys.argv[1:]),
-            "machine": machine(), "seconds": time.perf_counter() - started,
+            "machine": _bench_machine(), "seconds": time.perf_counter() - started,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": rows}
 
 

@@ -13,7 +13,6 @@ callback. TensorFlow places the work on a GPU when one is visible.
 
 import dataclasses
 import importlib.util
-import itertools
 import json
 import os
 import time
@@ -139,7 +138,9 @@ class Trainer:
             self._step = tf.function(self._step, input_signature=signature, jit_compile=True)
         self.train_steps = tf.function(self._train_steps)
         self.eval_step = tf.function(self._eval_step, input_signature=signature)
-        self._batches = None  # The pipeline's iterator, kept for the next `run`.
+        # The pipeline's iterator, kept for the next `run`. Every batch is drawn in the graph
+        # call that counts its step, so its next batch is always that of `self.step`.
+        self._batches = None
         # Each Trainer traces its steps once. TensorFlow counts traces by code object, so a
         # sweep that makes many Trainers would be warned of "retracing" that is not happening.
         for step_function in (self.train_steps, self.eval_step):
@@ -204,15 +205,6 @@ class Trainer:
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         self.step.assign_add(1)
         return loss
-
-    def _batches_at(self, step):
-        """The pipeline's iterator whose next batch is that of `step`: the last run's when it
-        stopped there. Every batch is drawn in the graph call that counts its step, so the
-        iterator is always where `self.step` says."""
-        if self._batches is None or self._batches[0] != step:
-            self._batches = (step, iter(self.task.train_dataset(self.batch_size, self.seed,
-                                                                start=step)))
-        return self._batches[1]
 
     def _train_steps(self, batches, count):
         """Runs `count` train steps on batches from the iterator `batches`; returns the sum
@@ -283,14 +275,15 @@ class Trainer:
             return (solved() and self.stop_when_solved) or step >= self.steps
 
         try:
-            step, losses, counted, batches = start_step, [], 0, None
+            step, losses, counted = start_step, [], 0
             while not finished(step):
-                if batches is None:
-                    batches = self._batches_at(step)
+                if self._batches is None:
+                    self._batches = iter(self.task.train_dataset(self.batch_size, self.seed,
+                                                                 start=step))
                 # The steps up to the next report, evaluation or the end, in one call.
                 count = min(self.log_every - step % self.log_every,
                             self.eval_every - step % self.eval_every, self.steps - step)
-                losses.append(self.train_steps(batches, tf.constant(count)))
+                losses.append(self.train_steps(self._batches, tf.constant(count)))
                 step, counted = step + count, counted + count
                 due_eval = step % self.eval_every == 0 or step >= self.steps
                 if step % self.log_every == 0 or due_eval:
@@ -310,8 +303,6 @@ class Trainer:
             self._save()
             raise
         finally:
-            if self._batches is not None:
-                self._batches = (int(self.step.numpy()), self._batches[1])
             if writer is not None:
                 writer.close()
 

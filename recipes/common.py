@@ -8,15 +8,14 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import signal
 import sys
 
 import keras
-import tensorflow as tf
 
 import cli
 import kala
+import kala.bench
 
 
 def build_model(variant, units, task, **options):
@@ -55,28 +54,9 @@ class ProgressPrinter:
                   f"(baseline {self.baseline:.4f})  {progress.seconds:6.1f} s", flush=True)
 
 
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine():
     """What the run ran on, for results files."""
-    return {
-        "platform": platform.platform(),
-        "processor": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
+    return kala.bench.machine()
 
 
 def new_figure(size, columns=1, rows=1):
