@@ -44,9 +44,10 @@ TASKS = ("long_gap", "adding", "copy")
 # with seed 100, which the sweeps do not use. The search is committed in results/tuning/long_gap/
 # and its command is in the docstring above; the same search for the variants of
 # recipes/lstm_variants.py (the same command with their --cells) is in
-# results/tuning_variants/long_gap/. The SimpleRNN's choice rests on one run: the search of the
-# earlier training loop solved gap 30 at 3e-3 and chose it; rerun with the loop that runs several steps
-# per graph call (float32 sums in another order), that run failed, and 1e-3 (the only rate that solved) won.
+# results/tuning_variants/long_gap/. The SimpleRNN's choice rests on one run: with the earlier
+# training loop the search solved gap 30 at 3e-3 and chose it; rerun with the loop that runs
+# several steps per graph call (float32 sums in another order), that run failed, and 1e-3, the
+# only rate that solved, won.
 TUNED_LEARNING_RATES = {
     "simple_rnn": 1e-3, "lstm": 3e-3, "gru": 1e-2,
     "simple_rnn+irnn": 1e-3, "lstm1997": 3e-3, "lstm+zero_forget_bias": 1e-2,
