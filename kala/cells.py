@@ -13,7 +13,7 @@ written once.
 
 Shapes: B is the batch, D the input features, H the units.
 
-This module imports nothing else from kala.
+This module imports only `kala.checks` from kala.
 """
 
 
@@ -21,12 +21,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from kala import checks
+
 ACTIVATIONS = {"tanh": ops.tanh, "relu": ops.relu}
-
-
-def _check_units(units):
-    if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-        raise ValueError(f"`units` must be an integer >= 1. Received: units={units!r}")
 
 
 def _single_state(states):
@@ -59,9 +56,7 @@ class ChronoBias(keras.initializers.Initializer):
     `input_block` is None for a cell without an input gate."""
 
     def __init__(self, max_lag, blocks, forget_block, input_block=None, seed=None):
-        if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 3:
-            raise ValueError(f"`max_lag` must be an integer >= 3. Received: max_lag={max_lag!r}")
-        self.max_lag, self.blocks = int(max_lag), blocks
+        self.max_lag, self.blocks = checks.integer("max_lag", max_lag, minimum=3), blocks
         self.forget_block, self.input_block, self.seed = forget_block, input_block, seed
 
     def __call__(self, shape, dtype=None):
@@ -91,8 +86,7 @@ class _Cell(keras.layers.Layer):
     def __init__(self, units, recurrent_initializer="orthogonal", bias_initializer=None,
                  **kwargs):
         super().__init__(**kwargs)
-        _check_units(units)
-        self.units = units
+        self.units = units = checks.integer("units", units)
         self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
         self.bias_initializer = (None if bias_initializer is None
                                  else keras.initializers.get(bias_initializer))
@@ -143,10 +137,7 @@ class SimpleRNNCell(_Cell):
 
     def __init__(self, units, activation="tanh", **kwargs):
         super().__init__(units, **kwargs)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {', '.join(ACTIVATIONS)}. "
-                             f"Received: activation={activation!r}")
-        self.activation = activation
+        self.activation = checks.one_of("activation", activation, ACTIVATIONS)
 
     def step(self, inputs, h_prev):
         (z,) = self._preactivations(inputs, h_prev)          # (B, D) @ (D, H) + (B, H) @ (H, H)
@@ -194,10 +185,7 @@ class GRUCell(_Cell):
 
     def __init__(self, units, reset_after=True, **kwargs):
         super().__init__(units, **kwargs)
-        if not isinstance(reset_after, bool):
-            raise ValueError(f"`reset_after` must be True or False. Received: "
-                             f"reset_after={reset_after!r}")
-        self.reset_after = reset_after
+        self.reset_after = checks.boolean("reset_after", reset_after)
 
     @property
     def bias_shape(self):

@@ -7,13 +7,12 @@ kernel when a GPU is visible; on a CPU the same model runs Keras's generic loop.
 the cells of `kala.cells` in `keras.layers.RNN`, as can the three others
 (`implementation="essay"`).
 
-This module imports only `kala.cells` from kala.
+This module imports only `kala.cells` and `kala.checks` from kala.
 """
 
 import keras
-import numpy as np
 
-from kala import cells
+from kala import cells, checks
 
 # Every cell by name: Keras's built-in layer (None where Keras has none) and the essay cell.
 CELLS = {
@@ -38,17 +37,10 @@ INITIALIZATIONS = {
     "irnn": ("simple_rnn",),
 }
 HEADS = ("sequence", "steps")
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _check_positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+# How the recipes name what they compare: a cell with its default initialization ("lstm"), or a
+# cell and another initialization ("lstm+chrono").
+VARIANTS = (*CELLS, *(f"{cell}+{name}" for name, applies_to in INITIALIZATIONS.items()
+                      if name != "default" for cell in applies_to))
 
 
 def build_model(
@@ -112,22 +104,17 @@ def build_model(
     Raises:
         ValueError: an argument is outside the values listed above.
     """
-    if not isinstance(cell, str) or cell not in CELLS:
-        raise ValueError(
-            f"Unknown `cell` {cell!r}. Valid cells: {', '.join(CELLS)}."
-        )
+    checks.one_of("cell", cell, CELLS)
+    checks.one_of("implementation", implementation, IMPLEMENTATIONS)
+    checks.one_of("initialization", initialization, INITIALIZATIONS)
+    checks.one_of("head", head, HEADS)
+    checks.one_of("use_cudnn", use_cudnn, ("auto", False))
     builtin, essay_cell = CELLS[cell]
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"`implementation` must be one of {', '.join(IMPLEMENTATIONS)}. "
-                         f"Received: implementation={implementation!r}")
     if implementation == "builtin" and builtin is None:
         raise ValueError(
             f"Keras has no built-in layer for cell {cell!r}; cells with one: "
             f"{', '.join(name for name, (layer, _) in CELLS.items() if layer)}. Received: "
             "implementation='builtin'")
-    if not isinstance(initialization, str) or initialization not in INITIALIZATIONS:
-        raise ValueError(f"Unknown `initialization` {initialization!r}. Valid initializations: "
-                         f"{', '.join(INITIALIZATIONS)}.")
     if cell not in INITIALIZATIONS[initialization]:
         raise ValueError(
             f"`initialization={initialization!r}` applies to "
@@ -135,57 +122,36 @@ def build_model(
     if (initialization == "chrono") != (max_lag is not None):
         raise ValueError("`max_lag` goes with `initialization='chrono'` and only with it. "
                          f"Received: initialization={initialization!r}, max_lag={max_lag!r}")
-    if max_lag is not None and (not _is_int(max_lag) or max_lag < 3):
-        raise ValueError(f"`max_lag` must be an integer >= 3. Received: max_lag={max_lag!r}")
-    _check_positive_int("units", units)
-    _check_positive_int("num_layers", num_layers)
     if (input_features is None) == (vocab_size is None):
         raise ValueError(
             "Give exactly one of `input_features` (continuous inputs) and `vocab_size` (token "
             f"ids). Received: input_features={input_features!r}, vocab_size={vocab_size!r}"
         )
-    _check_positive_int("input_features", input_features, allow_none=True)
-    _check_positive_int("vocab_size", vocab_size, allow_none=True)
-    _check_positive_int("embedding_dim", embedding_dim)
     if mask_padding and vocab_size is None:
         raise ValueError(
             "`mask_padding=True` needs token inputs (`vocab_size`); continuous inputs have no "
-            "padding id. Received: mask_padding=True with input_features="
-            f"{input_features!r}"
+            f"padding id. Received: mask_padding=True with input_features={input_features!r}"
         )
-    if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not (
-        0.0 <= dropout_rate < 1.0
-    ):
-        raise ValueError(
-            f"`dropout_rate` must be a number in [0, 1). Received: dropout_rate={dropout_rate!r}"
-        )
-    if head not in HEADS:
-        raise ValueError(f"`head` must be one of {', '.join(HEADS)}. Received: head={head!r}")
-    if num_classes is not None and (not _is_int(num_classes) or num_classes < 2):
-        raise ValueError(
-            "`num_classes` must be an integer >= 2, or None for regression. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    _check_positive_int("output_units", output_units)
-    if not (use_cudnn == "auto" or use_cudnn is False):
-        raise ValueError(
-            f"`use_cudnn` must be 'auto' or False. Received: use_cudnn={use_cudnn!r}"
-        )
-
-    # Keras wants Python integers; NumPy ones are accepted above.
-    units, num_layers, embedding_dim, output_units = (
-        int(units), int(num_layers), int(embedding_dim), int(output_units))
+    units = checks.integer("units", units)
+    num_layers = checks.integer("num_layers", num_layers)
+    embedding_dim = checks.integer("embedding_dim", embedding_dim)
+    output_units = checks.integer("output_units", output_units)
+    dropout_rate = checks.fraction("dropout_rate", dropout_rate)
+    if max_lag is not None:
+        max_lag = checks.integer("max_lag", max_lag, minimum=3)
     if num_classes is not None:
-        num_classes = int(num_classes)
+        num_classes = checks.integer("num_classes", num_classes, minimum=2)
 
     if vocab_size is not None:
+        vocab_size = checks.integer("vocab_size", vocab_size)
         inputs = keras.Input(shape=(None,), dtype="int32", name=input_name or "tokens")
         x = keras.layers.Embedding(
-            int(vocab_size), embedding_dim, mask_zero=bool(mask_padding), name="embedding"
+            vocab_size, embedding_dim, mask_zero=bool(mask_padding), name="embedding"
         )(inputs)
     else:
+        input_features = checks.integer("input_features", input_features)
         inputs = keras.Input(
-            shape=(None, int(input_features)), dtype="float32", name=input_name or "sequence"
+            shape=(None, input_features), dtype="float32", name=input_name or "sequence"
         )
         x = inputs
 

@@ -9,7 +9,7 @@ run (and on every machine with the same NumPy: NumPy does not promise its random
 versions). Training draws fresh sequences forever (online, as in the papers), the test
 split is a fixed stream, and a resumed run picks up exactly the batches it would have seen.
 
-This module imports nothing else from kala.
+This module imports only `kala.checks` from kala.
 """
 
 import abc
@@ -19,13 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kala import checks
+
 TRAIN_STREAM = 0
 TEST_STREAM = 1
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
 
 
 class Task(abc.ABC):
@@ -51,10 +48,10 @@ class Task(abc.ABC):
     labels = None
 
     def __init__(self, seq_len, *, test_size, test_batch_size=256, test_seed=0):
-        _check_int("seq_len", seq_len, self.min_seq_len)
-        _check_int("test_size", test_size, 1)
-        _check_int("test_batch_size", test_batch_size, 1)
-        _check_int("test_seed", test_seed, 0)
+        checks.integer("seq_len", seq_len, self.min_seq_len)
+        checks.integer("test_size", test_size, 1)
+        checks.integer("test_batch_size", test_batch_size, 1)
+        checks.integer("test_seed", test_seed, 0)
         self.seq_len = int(seq_len)
         self.test_size = int(test_size)
         self.test_batch_size = int(test_batch_size)
@@ -148,9 +145,9 @@ class Task(abc.ABC):
 
         A run resumed at step `s` passes `start=s` and sees exactly the batches it would have.
         """
-        _check_int("batch_size", batch_size, 1)
-        _check_int("seed", seed, 0)
-        _check_int("start", start, 0)
+        checks.integer("batch_size", batch_size, 1)
+        checks.integer("seed", seed, 0)
+        checks.integer("start", start, 0)
 
         def load(index):
             inputs, targets = tf.numpy_function(
@@ -188,7 +185,7 @@ class Task(abc.ABC):
 class AddingProblem(Task):
     """The adding problem: two values are marked in a long sequence; output their sum at the end.
 
-    Two definitions are in use (REFERENCE.md §1):
+    Two definitions are in use:
 
     - `definition="2016"` (Le et al. 2015; Arjovsky et al. 2016): values ~ U[0, 1], markers in
       {0, 1}, one marker in each half of a sequence of fixed length T, target X1 + X2, MSE loss.
@@ -214,13 +211,8 @@ class AddingProblem(Task):
 
     def __init__(self, seq_len=100, *, definition="2016", test_size=None, test_batch_size=256,
                  test_seed=0):
-        definition = str(definition)
-        if definition not in self.definitions:
-            raise ValueError(
-                f"`definition` must be one of {', '.join(self.definitions)}. "
-                f"Received: definition={definition!r}"
-            )
-        self.definition = definition
+        self.definition = definition = checks.one_of("definition", str(definition),
+                                                     self.definitions)
         # The 1997 X2 is drawn from the first T/2 steps while X1 takes one of the first ten.
         self.min_seq_len = 20 if definition == "1997" else 2
         if test_size is None:
@@ -415,15 +407,8 @@ class LongGap(Task):
 
     def __init__(self, gap=10, *, filler="distractors", position="random", test_size=1024,
                  test_batch_size=256, test_seed=0):
-        if filler not in self.fillers:
-            raise ValueError(
-                f"`filler` must be one of {', '.join(self.fillers)}. Received: filler={filler!r}"
-            )
-        if position not in self.positions:
-            raise ValueError(f"`position` must be one of {', '.join(self.positions)}. "
-                             f"Received: position={position!r}")
-        self.filler = filler
-        self.position = position
+        self.filler = checks.one_of("filler", filler, self.fillers)
+        self.position = checks.one_of("position", position, self.positions)
         super().__init__(gap, test_size=test_size, test_batch_size=test_batch_size,
                          test_seed=test_seed)
         self.vocabulary = ("<pad>", *self.frame, *self.countries, *self.languages,

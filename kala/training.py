@@ -7,19 +7,25 @@ says how many sequences were seen until then: the unit of Hochreiter & Schmidhub
 
 With a `checkpoint_dir`, progress is saved with `tf.train.CheckpointManager` (which writes under a
 temporary name, then renames) and a later run with the same settings resumes at the saved step
-with the same batches it would have seen. The loop never prints; it reports `Progress` events to a
-callback. TensorFlow places the work on a GPU when one is visible.
+with the same batches it would have seen. Ctrl-C stops a run between two steps, with a checkpoint.
+The loop never prints; it reports `Progress` events to a callback. TensorFlow places the work on
+a GPU when one is visible.
 """
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import os
+import signal
+import threading
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from kala import checks
 
 RUN_FILE = "kala_run.json"
 
@@ -52,11 +58,6 @@ class TrainResult:
     train_step_traces: int  # How often the train step was traced: 1 unless shapes changed.
 
 
-def _check(name, value, valid, expected):
-    if not valid:
-        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-
-
 class Trainer:
     """Trains `model` on `task`. Arguments are checked and any checkpoint is restored here, so a
     bad setting fails before the first step; `run()` trains.
@@ -72,7 +73,7 @@ class Trainer:
         eval_every: steps between evaluations on the test split (and checkpoints).
         log_every: steps between progress reports.
         jit_compile: compile the train step with XLA. On a 2-core CPU it made small shapes
-            faster and some larger ones slower (`python -m kala.bench` measures it).
+            faster and some larger ones slower (`python -m bench` measures it).
         stop_when_solved: stop at the first evaluation that meets the task's criterion.
         checkpoint_dir: where to save and resume from; None disables checkpoints.
         logdir: where to write TensorBoard scalars; None disables them.
@@ -83,14 +84,11 @@ class Trainer:
                  checkpoint_dir=None, logdir=None, jit_compile=False):
         for name, value in [("steps", steps), ("batch_size", batch_size),
                             ("eval_every", eval_every), ("log_every", log_every)]:
-            _check(name, value, isinstance(value, int) and not isinstance(value, bool)
-                   and value >= 1, "a positive integer")
-        _check("seed", seed, isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
-               "an integer >= 0")
-        for name, value in [("learning_rate", learning_rate), ("clipnorm", clipnorm)]:
-            _check(name, value, isinstance(value, (int, float)) and np.isfinite(value)
-                   and value > 0, "a positive number")
-        _check("jit_compile", jit_compile, isinstance(jit_compile, bool), "True or False")
+            checks.integer(name, value)
+        checks.integer("seed", seed, minimum=0)
+        checks.positive_number("learning_rate", learning_rate)
+        checks.positive_number("clipnorm", clipnorm)
+        checks.boolean("jit_compile", jit_compile)
         if logdir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(
                 f"`logdir` needs TensorBoard, which is not installed. Received: logdir={logdir!r}. "
@@ -136,14 +134,14 @@ class Trainer:
         self._step = self._train_step
         if jit_compile:
             self._step = tf.function(self._step, input_signature=signature, jit_compile=True)
-        self.train_steps = tf.function(self._train_steps)
+        self._train_steps = tf.function(self._train_steps_in_graph)
         self.eval_step = tf.function(self._eval_step, input_signature=signature)
         # The pipeline's iterator, kept for the next `run`. Every batch is drawn in the graph
         # call that counts its step, so its next batch is always that of `self.step`.
         self._batches = None
         # Each Trainer traces its steps once. TensorFlow counts traces by code object, so a
         # sweep that makes many Trainers would be warned of "retracing" that is not happening.
-        for step_function in (self.train_steps, self.eval_step):
+        for step_function in (self._train_steps, self.eval_step):
             step_function._omit_frequent_tracing_warning = True
 
     # --- Checkpoints. ------------------------------------------------------------------------
@@ -206,13 +204,22 @@ class Trainer:
         self.step.assign_add(1)
         return loss
 
-    def _train_steps(self, batches, count):
+    def _train_steps_in_graph(self, batches, count):
         """Runs `count` train steps on batches from the iterator `batches`; returns the sum
         of their losses."""
         total = tf.constant(0.0)
         for _ in tf.range(count):
             total += tf.cast(self._step(*next(batches)), tf.float32)
         return total
+
+    def train_steps(self, count):
+        """Runs `count` training steps in one graph call, on the next batches of the task's
+        training stream, and returns their mean loss. `run` calls it between reports; a
+        benchmark can call it alone."""
+        if self._batches is None:
+            self._batches = iter(self.task.train_dataset(self.batch_size, self.seed,
+                                                         start=int(self.step.numpy())))
+        return float(self._train_steps(self._batches, tf.constant(count))) / count
 
     def _eval_step(self, inputs, targets):
         return self.task.metric(targets, self.model(inputs, training=False))
@@ -231,75 +238,38 @@ class Trainer:
     def run(self, on_progress=None):
         """Trains until solved or out of budget; returns a `TrainResult`.
 
-        On KeyboardInterrupt, saves a checkpoint (when checkpointing) and re-raises.
+        `on_progress` receives a `Progress` after every `log_every` steps and every evaluation.
+        Ctrl-C (in the main thread) stops training between two steps; so does a KeyboardInterrupt
+        raised by `on_progress`. Either way the trainer saves a checkpoint (when it has a
+        directory) and re-raises KeyboardInterrupt; a second Ctrl-C interrupts at once.
         """
         start_step = int(self.step.numpy())
-        start_seconds = float(self.elapsed.numpy())
-        started = time.perf_counter()
+        self._clock = (time.perf_counter(), float(self.elapsed.numpy()))
         history = []
         writer = tf.summary.create_file_writer(self.logdir) if self.logdir else None
-
-        def seconds():
-            return start_seconds + time.perf_counter() - started
-
-        def solved():
-            return int(self.solved_at_step.numpy()) >= 0
-
-        def report(loss, evaluated):
-            step = int(self.step.numpy())
-            metric = float(self.last_metric.numpy())
-            if on_progress is not None:
-                on_progress(Progress(
-                    step=step, steps=self.steps, sequences_seen=step * self.batch_size,
-                    loss=loss, metric=None if np.isnan(metric) else metric,
-                    evaluated=evaluated, solved=solved(), seconds=seconds(),
-                ))
-
-        def evaluate_now(loss):
-            metric = self.evaluate()
-            step = int(self.step.numpy())
-            self.last_metric.assign(metric)
-            if self.task.is_solved(metric) and not solved():
-                self.solved_at_step.assign(step)
-            history.append({"step": step, "sequences_seen": step * self.batch_size,
-                            "loss": loss, "metric": metric, "seconds": seconds()})
-            if writer is not None:
-                with writer.as_default(step=step):
-                    tf.summary.scalar(f"test/{self.task.metric_name}", metric)
-                    tf.summary.flush()
-            self.elapsed.assign(seconds())
-            self._save()
-            report(loss, evaluated=True)
-
-        def finished(step):
-            return (solved() and self.stop_when_solved) or step >= self.steps
-
         try:
-            step, losses, counted = start_step, [], 0
-            while not finished(step):
-                if self._batches is None:
-                    self._batches = iter(self.task.train_dataset(self.batch_size, self.seed,
-                                                                 start=step))
-                # The steps up to the next report, evaluation or the end, in one call.
-                count = min(self.log_every - step % self.log_every,
-                            self.eval_every - step % self.eval_every, self.steps - step)
-                losses.append(self.train_steps(self._batches, tf.constant(count)))
-                step, counted = step + count, counted + count
-                due_eval = step % self.eval_every == 0 or step >= self.steps
-                if step % self.log_every == 0 or due_eval:
-                    loss = float(tf.add_n(losses)) / counted
-                    losses, counted = [], 0
+            with _ctrl_c_between_steps() as ctrl_c_pressed:
+                while not self._finished():
+                    step = int(self.step.numpy())
+                    # The steps up to the next report, evaluation or the end, in one call.
+                    count = min(self.log_every - step % self.log_every,
+                                self.eval_every - step % self.eval_every, self.steps - step)
+                    loss = self.train_steps(count)
+                    step += count
                     if writer is not None:
                         with writer.as_default(step=step):
                             tf.summary.scalar("train/loss", loss)
-                    if due_eval:
-                        evaluate_now(loss)
-                    else:
-                        report(loss, evaluated=False)
-            if np.isnan(self.last_metric.numpy()):
-                evaluate_now(None)  # A resumed run with no step left, never evaluated.
+                    evaluated = step % self.eval_every == 0 or step >= self.steps
+                    if evaluated:
+                        history.append(self._evaluate(loss, writer))
+                    self._report(on_progress, loss, evaluated)
+                    if ctrl_c_pressed():
+                        raise KeyboardInterrupt
+            if np.isnan(self.last_metric.numpy()):  # A resumed run with no step left to take.
+                history.append(self._evaluate(None, writer))
+                self._report(on_progress, None, evaluated=True)
         except KeyboardInterrupt:
-            self.elapsed.assign(seconds())
+            self.elapsed.assign(self._seconds())
             self._save()
             raise
         finally:
@@ -314,11 +284,77 @@ class Trainer:
             metric=float(self.last_metric.numpy()),
             metric_name=self.task.metric_name,
             baseline=float(self.task.baseline),
-            seconds=seconds(),
+            seconds=self._seconds(),
             resumed_from_step=start_step,
             history=history,
-            train_step_traces=self.train_steps.experimental_get_tracing_count(),
+            train_step_traces=self._train_steps.experimental_get_tracing_count(),
         )
+
+    def _seconds(self):
+        """Seconds of training in all, counting earlier runs resumed from."""
+        started, earlier = self._clock
+        return earlier + time.perf_counter() - started
+
+    def _solved(self):
+        return int(self.solved_at_step.numpy()) >= 0
+
+    def _finished(self):
+        return (self._solved() and self.stop_when_solved) or int(self.step.numpy()) >= self.steps
+
+    def _evaluate(self, loss, writer):
+        """Scores the model on the test split, notes when it first met the criterion, saves a
+        checkpoint, and returns the evaluation's entry of the history."""
+        metric = self.evaluate()
+        step = int(self.step.numpy())
+        self.last_metric.assign(metric)
+        if self.task.is_solved(metric) and not self._solved():
+            self.solved_at_step.assign(step)
+        if writer is not None:
+            with writer.as_default(step=step):
+                tf.summary.scalar(f"test/{self.task.metric_name}", metric)
+                tf.summary.flush()
+        self.elapsed.assign(self._seconds())
+        self._save()
+        return {"step": step, "sequences_seen": step * self.batch_size, "loss": loss,
+                "metric": metric, "seconds": self._seconds()}
+
+    def _report(self, on_progress, loss, evaluated):
+        if on_progress is None:
+            return
+        step, metric = int(self.step.numpy()), float(self.last_metric.numpy())
+        on_progress(Progress(
+            step=step, steps=self.steps, sequences_seen=step * self.batch_size, loss=loss,
+            metric=None if np.isnan(metric) else metric, evaluated=evaluated,
+            solved=self._solved(), seconds=self._seconds(),
+        ))
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_steps():
+    """Makes Ctrl-C a request that the loop honours between two graph calls, and yields a
+    function that says whether it came.
+
+    Python raises KeyboardInterrupt wherever the main thread is, and inside the callback through
+    which TensorFlow feeds tf.data that can crash the process. So the first Ctrl-C only sets a
+    flag and restores the previous handler: a second one interrupts at once. Nothing changes
+    outside the main thread, or where the program has a SIGINT handler of its own (a worker
+    process that ignores Ctrl-C keeps ignoring it).
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: False
+        return
+    pressed = []
+
+    def request_stop(signum, frame):
+        pressed.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def train(model, task, *, on_progress=None, **options):

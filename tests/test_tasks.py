@@ -1,4 +1,4 @@
-"""The task generators against their published definitions (REFERENCE.md §1)."""
+"""The task generators against their published definitions (each task's docstring cites them)."""
 
 import math
 

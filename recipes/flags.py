@@ -1,0 +1,183 @@
+"""A recipe's command line, made from its settings dataclass.
+
+Every field becomes a flag, `--field-name VALUE`, converted to the field's type: `int`, `float`,
+`str`, `bool` (a switch), `typing.Literal[...]` (one of its values), `tuple[X, ...]` (comma-
+separated values of X) or a union of these (the first that takes the value). `--help` prints the
+recipe's docstring, then each flag with the comment at the end of its field's line, its default
+and its choices. Presets such as `--smoke` and `--full` are plain dicts of overrides, applied
+before the flags given. A bad flag ends the run with one line and exit code 2.
+
+Recipes import this module first: it quiets TensorFlow's C++ logging before TensorFlow loads.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import inspect
+import io
+import os
+import re
+import sys
+import tokenize
+import types
+import typing
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Exit codes: 2 for bad arguments or files (as argparse does), 130 for Ctrl-C (as shells do).
+EXIT_BAD_ARGUMENTS = 2
+EXIT_INTERRUPTED = 130
+# Numbers must be above 0, but these, which count from 0.
+COUNTED_FROM_ZERO = ("seed", "first_seed", "example")
+# Settings that name a directory: a file there is refused before any work.
+DIRECTORIES = ("results", "saved_models", "checkpoint_dir", "logdir")
+
+
+def fail(message):
+    """Ends the run for a bad argument or file: one line on stderr, exit code 2."""
+    print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_BAD_ARGUMENTS)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, without argparse's usage block.
+        fail(message)
+
+
+def parse(settings_class, description, argv=None, **presets):
+    """The settings of this run: the dataclass's defaults, then each preset whose switch was
+    given (`smoke={...}` under `--smoke`), then the flags given. At most one preset."""
+    comments = _comments(settings_class)
+    parser = _Parser(prog=os.path.basename(sys.argv[0]), description=description,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field in dataclasses.fields(settings_class):
+        flag = "--" + field.name.replace("_", "-")
+        comment = comments.get(field.name, "")
+        if field.type is bool:
+            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS,
+                                help=comment)
+            continue
+        # A comment that says what the default means stands for it.
+        details = [] if "default:" in comment else [f"default: {_shown(field.default)}"]
+        choices = _choices(field.type)
+        if choices:
+            details.append(f"choices: {', '.join(map(str, choices))}")
+        parser.add_argument(flag, type=_converter(field.name, field.type),
+                            default=argparse.SUPPRESS, metavar=field.name.upper(),
+                            help=f"{comment} ({'; '.join(details)})" if details else comment)
+    given = vars(parser.parse_args(argv))
+    chosen = [name for name in presets if given.get(name)]
+    if len(chosen) > 1:
+        fail(f"{' and '.join('--' + name for name in chosen)} exclude each other: choose one")
+    values = dict(presets[chosen[0]]) if chosen else {}
+    values.update(given)
+    settings = settings_class(**values)
+    for name in DIRECTORIES:
+        path = getattr(settings, name, "")
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            fail(f"--{name.replace('_', '-')} {path} is a file, expected a directory")
+    return settings
+
+
+def _comments(settings_class):
+    """The comment at the end of each field's line in the class's source, by field name."""
+    source = inspect.getsource(settings_class)
+    comments = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            match = re.match(r"\s*(\w+)\s*:", token.line)
+            if match:
+                comments[match.group(1)] = token.string.lstrip("#").strip()
+    return comments
+
+
+def _shown(value):
+    """A default as it would be typed on the command line."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return repr(value) if value == "" else str(value)
+
+
+def _members(kind):
+    """The types of a union, or the type alone."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return typing.get_args(kind)
+    return (kind,)
+
+
+def _choices(kind):
+    """The values a `Literal` type (or a tuple of one) allows; empty for other types."""
+    choices = []
+    for member in _members(kind):
+        if typing.get_origin(member) is tuple:
+            member = typing.get_args(member)[0]
+        if typing.get_origin(member) is typing.Literal:
+            choices.extend(typing.get_args(member))
+    return tuple(choices)
+
+
+def _converter(name, kind):
+    """A function from the text of a flag to a value of `kind`; it raises ArgumentTypeError,
+    which argparse reports with the flag's name."""
+    members = _members(kind)
+    if len(members) > 1:
+        converters = [_converter(name, member) for member in members]
+
+        def convert_union(text):
+            errors = []
+            for convert in converters:
+                try:
+                    return convert(text)
+                except argparse.ArgumentTypeError as error:
+                    errors.append(str(error))
+            raise argparse.ArgumentTypeError("; or ".join(errors))
+
+        return convert_union
+    if typing.get_origin(kind) is tuple:
+        convert_item = _converter(name, typing.get_args(kind)[0])
+
+        def convert_tuple(text):
+            items = [item.strip() for item in text.split(",") if item.strip()]
+            if not items:
+                raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
+            return tuple(convert_item(item) for item in items)
+
+        return convert_tuple
+    if typing.get_origin(kind) is typing.Literal:
+        choices = typing.get_args(kind)
+
+        def convert_choice(text):
+            for choice in choices:
+                if text == str(choice):
+                    return choice
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(map(str, choices))})")
+
+        return convert_choice
+    if kind in (int, float):
+        minimum = 0 if name in COUNTED_FROM_ZERO else None
+
+        def convert_number(text):
+            try:
+                value = kind(text)
+            except ValueError:
+                expected = "an integer" if kind is int else "a number"
+                raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+            if minimum == 0 and value < 0:
+                raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+            if minimum is None and not value > 0:
+                raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+            return value
+
+        return convert_number
+    return kind
+
+
+@contextlib.contextmanager
+def bad_arguments():
+    """Turns a library `ValueError` raised while setting up into a one-line exit with code 2."""
+    try:
+        yield
+    except ValueError as error:
+        fail(str(error))

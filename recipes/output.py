@@ -1,0 +1,183 @@
+"""What the recipes show and write: progress, a run's summary line, results files, figures, exports.
+
+Everything here prints or writes files: that is the recipes' job, never the library's. Files are
+written under a temporary name, then renamed, so a reader sees the old file or the new one.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import sys
+
+import keras
+
+import flags
+import kala
+import kala.provenance
+
+
+class ProgressPrinter:
+    """A `kala.Trainer` progress callback: a live bar on a terminal, a line per evaluation
+    otherwise."""
+
+    def __init__(self, task, steps):
+        self.metric_name = task.metric_name
+        self.baseline = task.baseline
+        self.interactive = sys.stdout.isatty()
+        # Made now, when training starts, so that its time per step is right.
+        self.bar = keras.utils.Progbar(steps, stateful_metrics=[f"test_{self.metric_name}"])
+
+    def __call__(self, progress):
+        if self.interactive:
+            values = [("loss", progress.loss)] if progress.loss is not None else []
+            if progress.metric is not None:
+                values.append((f"test_{self.metric_name}", progress.metric))
+            self.bar.update(progress.step, values=values, finalize=progress.step >= progress.steps)
+        # On a terminal the bar shows every evaluation; print a line only for the one that solves.
+        if progress.evaluated and (not self.interactive or progress.solved):
+            loss = "  -   " if progress.loss is None else f"{progress.loss:.4f}"
+            print(("\n" if self.interactive else "")
+                  + f"step {progress.step:>6,}  sequences {progress.sequences_seen:>9,}  "
+                  f"loss {loss}  test {self.metric_name} {progress.metric:.4f} "
+                  f"(baseline {self.baseline:.4f})  {progress.seconds:6.1f} s", flush=True)
+
+
+def starting(recipe, settings, task, model):
+    """The line a training run starts with: what trains on what, with which budget."""
+    print(f"{recipe}: training {settings.cell} ({model.count_params():,} parameters) on "
+          f"{task.name} T={task.seq_len}; budget {settings.steps:,} steps of "
+          f"{settings.batch_size} sequences; baseline {task.metric_name} {task.baseline:.4f}",
+          flush=True)
+
+
+def summary_line(recipe, cell, batch_size, result):
+    """The run in one line: solved or not, metric against baseline, sequences, seconds."""
+    metric = f"test {result.metric_name} {result.metric:.4f} vs baseline {result.baseline:.4f}"
+    if result.solved:
+        outcome = f"SOLVED after {result.sequences_seen:,} sequences"
+    else:
+        outcome = (f"NOT solved within {result.steps * batch_size:,} sequences "
+                   f"({result.steps:,} steps)")
+    return f"{recipe}: {cell} {outcome}; {metric}; {result.seconds:.0f} s"
+
+
+def interrupted(recipe, trainer, checkpoint_dir):
+    """Ends a run that Ctrl-C stopped: where it stopped, how to resume, exit code 130."""
+    hint = (f"; run the same command to resume from {checkpoint_dir}" if checkpoint_dir
+            else "; pass --checkpoint-dir to be able to resume")
+    print(f"\n{recipe}: interrupted at step {int(trainer.step.numpy()):,}{hint}",
+          file=sys.stderr)
+    sys.exit(flags.EXIT_INTERRUPTED)
+
+
+# Settings that say where output goes, not how the model trains.
+OUTPUT_SETTINGS = ("smoke", "export", "saved_models", "model_name", "results", "checkpoint_dir",
+                   "logdir")
+
+
+def run_name(settings, smoke, named):
+    """The name of a run's results file: the settings in `named` (e.g. cell, seq_len, seed),
+    then every other training setting that differs from its default, so that one run never
+    overwrites another's results; `-smoke` for smoke runs."""
+    formats = {"seq_len": "T{}", "seed": "seed{}"}
+    parts = [formats.get(name, "{}").format(getattr(settings, name)) for name in named]
+    defaults = {field.name: field.default for field in dataclasses.fields(settings)}
+    if settings.smoke:
+        defaults.update(smoke)
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.name not in named and field.name not in OUTPUT_SETTINGS \
+                and value != defaults[field.name]:
+            if isinstance(value, str) and os.sep in value:  # A path: its file's name.
+                value = os.path.basename(value.rstrip(os.sep))
+            parts.append(f"{field.name}{value}")
+    if settings.smoke:
+        parts.append("smoke")
+    return "-".join(parts)
+
+
+def run_record(recipe, settings, trainer, result, measured):
+    """A run's JSON result: the recipe and its command, what it `measured`, then its settings,
+    the machine, when it finished and its evaluations."""
+    return {
+        "recipe": recipe,
+        "command": " ".join(["python", *sys.argv]),
+        **measured,
+        "config": {**dataclasses.asdict(settings), **trainer.config},
+        "machine": kala.provenance.machine(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "history": result.history,
+    }
+
+
+def outcome(result):
+    """What a results file records of a `kala.TrainResult`."""
+    return {"solved": result.solved, "sequences_seen": result.sequences_seen,
+            "metric": result.metric, "metric_name": result.metric_name,
+            "baseline": result.baseline, "seconds": round(result.seconds, 2),
+            "steps": result.steps, "resumed_from_step": result.resumed_from_step}
+
+
+def write_text(path, text):
+    """Writes `text` to `path` whole: a temporary name, then a rename."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+def write_json(path, payload):
+    """Writes JSON as `write_text` does."""
+    write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def new_figure(size, columns=1, rows=1):
+    """A matplotlib figure and its axes (`columns` side by side, `rows` above each other),
+    drawn off-screen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot.subplots(rows, columns, figsize=size)
+
+
+def save_figure(figure, path):
+    """Lays out a figure, saves it as PNG as `write_text` does, and closes it."""
+    from matplotlib import pyplot
+
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}.png"
+    figure.savefig(temporary, dpi=120)
+    pyplot.close(figure)
+    os.replace(temporary, path)
+
+
+def check_export_target(settings, default_name):
+    """Under `--export`, refuses a bad model name or an unwritable path now, not after the
+    training (one line, exit code 2)."""
+    if not settings.export:
+        return
+    with flags.bad_arguments():
+        kala.export.check_model_name(settings.model_name or default_name)
+        try:
+            os.makedirs(settings.saved_models, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"--saved-models {settings.saved_models}: {error.strerror}")
+
+
+def export(model, task, settings, default_name):
+    """Publishes the trained model for TF Serving and says where, with its signatures."""
+    try:
+        version_dir = kala.export_model(model, settings.saved_models,
+                                        settings.model_name or default_name,
+                                        **task.serving_options)
+    except (OSError, ValueError) as error:
+        flags.fail(f"export failed, nothing was published: {error}")
+    names = ", ".join(kala.export.signature_names(version_dir))
+    print(f"exported to {version_dir} (signatures {names}; input {model.inputs[0].name!r}, "
+          f"output {model.output_names[0]!r})")
+    return version_dir
