@@ -9,6 +9,7 @@ import datetime
 import json
 import os
 import sys
+import time
 
 import keras
 
@@ -41,6 +42,21 @@ class ProgressPrinter:
                   + f"step {progress.step:>6,}  sequences {progress.sequences_seen:>9,}  "
                   f"loss {loss}  test {self.metric_name} {progress.metric:.4f} "
                   f"(baseline {self.baseline:.4f})  {progress.seconds:6.1f} s", flush=True)
+
+
+class Heartbeat:
+    """A progress callback for runs that print only when they end (a sweep's): every
+    `seconds`, at an evaluation, a line that says where the run is."""
+
+    def __init__(self, name, task, seconds=60):
+        self.name, self.metric_name, self.seconds = name, task.metric_name, seconds
+        self.last = time.monotonic()
+
+    def __call__(self, progress):
+        if progress.evaluated and time.monotonic() - self.last > self.seconds:
+            self.last = time.monotonic()
+            print(f"  ... {self.name}: step {progress.step:,}/{progress.steps:,}, test "
+                  f"{self.metric_name} {progress.metric:.3f}", flush=True)
 
 
 def starting(recipe, settings, task, model):

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import signal
 
 import keras
 import numpy as np
@@ -94,6 +95,37 @@ def test_progress_goes_to_the_callback_and_nothing_is_printed(capsys):
     assert events[0].metric is None and events[1].metric is not None
     assert events[-1].sequences_seen == 160 and events[-1].steps == 20
     assert all(np.isfinite(event.loss) for event in events)
+
+
+def test_train_steps_runs_that_many_steps_on_the_batches_a_run_would_take():
+    task = small_adding()
+    options = dict(steps=12, batch_size=8, eval_every=12, log_every=12, seed=4)
+    by_hand_model, run_model = new_model(task, 0), new_model(task, 0)
+    trainer = kala.Trainer(by_hand_model, task, **options)
+    losses = [trainer.train_steps(5), trainer.train_steps(7)]
+    assert int(trainer.step.numpy()) == 12
+    assert all(isinstance(loss, float) and np.isfinite(loss) for loss in losses)
+    kala.Trainer(run_model, task, **options).run()
+    for by_hand, by_run in zip(by_hand_model.get_weights(), run_model.get_weights()):
+        np.testing.assert_allclose(by_hand, by_run, rtol=1e-5, atol=1e-6)
+
+
+def test_ctrl_c_stops_between_steps_with_a_checkpoint_and_the_run_resumes(tmp_path):
+    task = small_adding()
+    options = dict(steps=40, batch_size=8, eval_every=10, log_every=5, seed=3,
+                   stop_when_solved=False, checkpoint_dir=tmp_path / "checkpoints")
+
+    def ctrl_c_at_15(progress):
+        if progress.step == 15:
+            os.kill(os.getpid(), signal.SIGINT)  # As a terminal's Ctrl-C: only a request.
+
+    trainer = kala.Trainer(new_model(task, 0), task, **options)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(on_progress=ctrl_c_at_15)
+    assert int(trainer.step.numpy()) == 15  # It finished the report's step, then stopped.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Restored.
+    resumed = kala.train(new_model(task, 99), task, **options)
+    assert resumed.resumed_from_step == 15 and resumed.steps == 40
 
 
 class Interrupt:

@@ -1,0 +1,139 @@
+"""Sweeps: many training runs (cells × gaps × learning rates × seeds), every finished run kept.
+
+A sweeping recipe writes the training of one run as a function of its own, `train_run(*run)`,
+which returns the run's row (a dict), and hands it to `run` with the plan, a list of argument
+tuples. `run` trains the plan `jobs` at a time, each run in a worker process with an equal share
+of the CPU cores, prints a line per run as it finishes, and writes the summary whole after each
+one, so a sweep that Ctrl-C ends keeps every run it reported. A recipe that stores its runs
+passes `stored`, which gives the row of a run already done (and None for one to train).
+
+`summarise`, `best_learning_rates` and `load_summary` read the rows back.
+"""
+
+import json
+import multiprocessing
+import os
+import signal
+import statistics
+import sys
+import time
+
+import flags
+import output
+
+
+def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None, rows="runs"):
+    """Trains each run of `plan`, keeps its row in `summary[rows]` (in the order of the plan)
+    and writes `summary` to OUT_DIR/summary.json after each; returns the rows."""
+    started = time.monotonic()
+    done = {}
+    try:
+        for index, row in _rows(train_run, plan, jobs, stored):
+            done[index] = row
+            summary[rows] = [done[index] for index in sorted(done)]
+            summary["wall_seconds"] = round(time.monotonic() - started)
+            # Written before the run is announced: an interrupted sweep keeps what it reported.
+            output.write_json(os.path.join(out_dir, "summary.json"), summary)
+            print(f"[{len(done)}/{len(plan)}] {describe(row)}", flush=True)
+    except KeyboardInterrupt:
+        print(f"\n{summary['recipe']}: interrupted; the {len(done)} finished runs are in "
+              f"{out_dir}/summary.json (--report-only tabulates them)", file=sys.stderr)
+        sys.exit(flags.EXIT_INTERRUPTED)
+    return summary[rows]
+
+
+def _rows(train_run, plan, jobs, stored):
+    """Yields `(index, row)` for each run of `plan` as it finishes, `jobs` at a time."""
+    todo = []
+    for index, arguments in enumerate(plan):
+        row = stored(*arguments) if stored is not None else None
+        if row is not None:
+            yield index, row
+        else:
+            todo.append((train_run, index, arguments))
+    if jobs == 1 or len(todo) <= 1:
+        for work in todo:
+            yield _train(work)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    # Ctrl-C raises KeyboardInterrupt here even where the shell started us ignoring it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    pool = context.Pool(jobs, initializer=_start_worker, initargs=(threads,))
+    try:
+        yield from pool.imap_unordered(_train, todo)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+        signal.signal(signal.SIGINT, previous)
+
+
+def _train(work):
+    train_run, index, arguments = work
+    return index, train_run(*arguments)
+
+
+def _start_worker(threads):
+    """A worker process: Ctrl-C is the parent's to handle; TensorFlow gets its share of the CPU
+    cores and, on a GPU, only the memory it uses (by default each process would take it all)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+
+
+def summarise(runs):
+    """One row per (cell, learning rate, gap): success rate, median sequences until solved,
+    median metric and seconds."""
+    groups = {}
+    for row in runs:
+        groups.setdefault((row["cell"], row["learning_rate"], row["gap"]), []).append(row)
+    table = []
+    for (cell, learning_rate, gap), group in groups.items():
+        solved = [row["sequences_seen"] for row in group if row["solved"]]
+        table.append({
+            "cell": cell, "learning_rate": learning_rate, "gap": gap, "seeds": len(group),
+            "parameters": group[0]["parameters"],
+            "success_rate": len(solved) / len(group),
+            "median_sequences_seen": statistics.median(solved) if solved else None,
+            "median_metric": statistics.median(row["metric"] for row in group),
+            "baseline": group[0]["baseline"],
+            "median_seconds": statistics.median(row["seconds"] for row in group),
+        })
+    return table
+
+
+def best_learning_rates(runs):
+    """For each cell run at several rates: the rate that solved the most runs, then the one that
+    needed the fewest sequences in all."""
+    scores = {}
+    for row in runs:
+        solved, sequences = scores.get((row["cell"], row["learning_rate"]), (0, 0))
+        if row["solved"]:
+            solved, sequences = solved + 1, sequences + row["sequences_seen"]
+        scores[(row["cell"], row["learning_rate"])] = (solved, sequences)
+    best = {}
+    for (cell, learning_rate), (solved, sequences) in scores.items():
+        if cell not in best or (solved, -sequences) > best[cell][1]:
+            best[cell] = (learning_rate, (solved, -sequences))
+    return {cell: learning_rate for cell, (learning_rate, _) in best.items()}
+
+
+def load_summary(out_dir, recipe):
+    """The summary.json of an earlier sweep of `recipe`; a missing or unreadable one ends the
+    run with one line."""
+    path = os.path.join(out_dir, "summary.json")
+    try:
+        with open(path) as file:
+            summary = json.load(file)
+    except FileNotFoundError:
+        flags.fail(f"--report-only: {path} does not exist; run a sweep with --results first")
+    except (OSError, ValueError) as error:
+        flags.fail(f"--report-only: cannot read {path}: {error}")
+    if not isinstance(summary, dict) or summary.get("recipe") != recipe or not summary.get("runs"):
+        flags.fail(f"--report-only: {path} is not the summary of a {recipe} sweep with runs")
+    return summary
