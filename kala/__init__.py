@@ -14,6 +14,7 @@ The library, in the order a run uses it:
 - `kala.text`: character language models on real text (the standard library's source by
   default), and `kala.reading` to see what such a model's cells follow and how far back its
   brackets reach.
+- `kala.provenance.machine`: what a run ran on (CPU, cores, GPUs, versions), for results files.
 
 The library never prints and never reads the command line; the scripts in `recipes/` do.
 """

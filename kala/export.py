@@ -1,19 +1,23 @@
 """Export for TF Serving: `<base_path>/<model_name>/<version>/`, published whole or not at all.
 
 TF Serving watches the base path and loads any child directory whose name is an integer, as soon
-as it appears (REFERENCE.md §3). So an export is written to a non-numeric staging directory beside
-the versions, loaded back and checked against the Keras model, and only then renamed to the next
-integer version. A rename is atomic: the server sees no version or a complete one. An existing
-version is never overwritten, and the staging directory never outlives the export.
+as a poll of the file system finds it (`FileSystemStoragePathSource`, in tensorflow/serving
+`tensorflow_serving/sources/storage_path/file_system_storage_path_source.h`).
+So an export is written to a non-numeric staging directory beside the versions, loaded back and
+checked against the Keras model, and only then renamed to the next integer version. A rename is
+atomic: the server sees no version or a complete one. An existing version is never overwritten,
+and the staging directory never outlives the export.
 
-What a version answers, `serving_default` and the signatures beside it, is `kala.signatures`;
-each is checked against the Keras model before the version is published.
+What a version answers, `serving_default` and the signatures beside it, is `kala.signatures`:
+`export_model` writes each signature that applies to the model, its warmup requests, and checks
+each against the Keras model before the version is published.
 
 The exported model is a copy that never uses cuDNN, so a model trained on a GPU serves on a
 CPU-only server; `cudnn_ops` reads a SavedModel's graph to prove it.
 
 Each version carries `assets.extra/tf_serving_warmup_requests`, `PredictionLog` records for
-every signature that TF Serving replays before it serves the version. Every export also rewrites
+every signature that TF Serving replays before it serves the version
+(https://www.tensorflow.org/tfx/serving/saved_model_warmup). Every export also rewrites
 `<base_path>/models.config`, TF Serving's `model_config_list` with one
 entry per model directory, its base path as the README's Docker command mounts it (`/models`).
 A staging directory left by an export that was killed is removed by the next export of that
@@ -34,11 +38,11 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from kala import models
+from kala import models, signatures
 from kala.signatures import SERVING_DEFAULT as SIGNATURE
-from kala.signatures import Signatures
 
-# TF Serving replays these requests when it loads a version, before it serves any (REFERENCE.md §3).
+# TF Serving replays these requests when it loads a version, before it serves any (its SavedModel
+# warmup: https://www.tensorflow.org/tfx/serving/saved_model_warmup).
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 STAGING_PREFIX = ".staging-"
 CONFIG_FILE = "models.config"
@@ -185,14 +189,25 @@ def _example_inputs(model, batch_size=3, length=7):
     return rng.normal(size=shape).astype(spec.dtype)
 
 
-def _write_saved_model(signatures, directory):
+def _write_saved_model(model, answering, directory):
+    """Writes a SavedModel of `model` with the signatures `answering` (from
+    `kala.signatures.applicable`), tracking the lookup tables they read."""
     archive = keras.export.ExportArchive()
-    archive.track(signatures.model)
-    for resource in signatures.resources:
+    archive.track(model)
+    # Each table once: both signatures of a character model read the same one.
+    resources = {id(resource): resource for signature in answering
+                 for resource in signature.resources}
+    for resource in resources.values():
         archive.track(resource)
-    for name, (function, input_signature) in signatures.functions.items():
-        archive.add_endpoint(name, function, input_signature=input_signature)
+    for signature in answering:
+        archive.add_endpoint(signature.name, signature.function)
     archive.write_out(directory, verbose=False)
+
+
+def _example_requests(answering, example_inputs):
+    """`(signature, inputs)` pairs for every signature: one sequence, then the whole batch."""
+    return [(signature.name, signature.example_request(batch))
+            for batch in (example_inputs[:1], example_inputs) for signature in answering]
 
 
 def _write_warmup(directory, model_name, requests):
@@ -228,20 +243,23 @@ def replay(loaded, request):
     return {name: value.numpy() for name, value in signature(**inputs).items()}
 
 
-def _validate(directory, signatures, model, example_inputs):
-    """Loads an export back and checks that it has no cuDNN ops, that each signature answers
-    like the Keras model, and that the warmup requests replay."""
+def _validate(directory, answering, model, example_inputs):
+    """Loads an export back and checks that it has no cuDNN ops, that each signature of
+    `answering` answers like `model` (the one exported, or the model it was copied from), and
+    that the warmup requests replay."""
     found = cudnn_ops(directory)
     if found:
         raise ValueError(
             f"The export in {directory} uses cuDNN ops {found}; it would not serve on a CPU."
         )
     loaded = tf.saved_model.load(directory)
-    missing = set(signatures.functions) - set(loaded.signatures)
+    missing = {signature.name for signature in answering} - set(loaded.signatures)
     if missing:
         raise ValueError(f"The export in {directory} lacks the signatures {sorted(missing)}.")
+    expected = keras.ops.convert_to_numpy(model(example_inputs, training=False))
     try:
-        signatures.check(loaded, example_inputs, model)
+        for signature in answering:
+            signature.check(loaded, example_inputs, expected)
     except ValueError as error:
         raise ValueError(f"The export in {directory}: {error}") from None
     for request in warmup_requests(directory):
@@ -263,7 +281,8 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
 
     The version serves `serving_default`, a `step` signature for a model that runs forwards one
     step at a time, `serve_text` for a token model given `vocabulary` and `labels`, and
-    `serve_text` and `generate` for a language model of characters: see `kala.signatures`. A task's `serving_options` fill the keyword arguments.
+    `serve_text` and `generate` for a language model of characters: see `kala.signatures`. A
+    task's `serving_options` fill the keyword arguments.
 
     Args:
         model: a Keras model with one named input and one output, e.g. from `build_model`.
@@ -303,17 +322,18 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
             f"{np.shape(example_inputs)}, dtype {np.asarray(example_inputs).dtype}"
         )
 
-    signatures = Signatures(models.without_cudnn(model), vocabulary, unknown_id, labels,
-                            text_unit)
+    served = signatures.ServedModel(models.without_cudnn(model), vocabulary, unknown_id, labels,
+                                    text_unit)
+    answering = signatures.applicable(served)
     model_dir = os.path.join(os.fspath(base_path), model_name)
     os.makedirs(model_dir, exist_ok=True)
     _remove_stale_staging(model_dir)
     example_inputs = np.asarray(example_inputs)
     staging = os.path.join(model_dir, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        _write_saved_model(signatures, staging)
-        _write_warmup(staging, model_name, signatures.example_requests(example_inputs))
-        _validate(staging, signatures, model, example_inputs)
+        _write_saved_model(served.model, answering, staging)
+        _write_warmup(staging, model_name, _example_requests(answering, example_inputs))
+        _validate(staging, answering, model, example_inputs)
         while True:
             version = max(versions(model_dir), default=0) + 1
             target = os.path.join(model_dir, str(version))

@@ -200,7 +200,7 @@ def without_cudnn(model):
     """A copy of `model` that never uses cuDNN, with the same weights.
 
     Keras chooses the kernel when a function is traced, so a model traced on a GPU carries
-    `CudnnRNNV3` ops that a CPU-only server cannot run (REFERENCE.md §2). Exports use this copy.
+    `CudnnRNNV3` ops that a CPU-only server cannot run. Exports use this copy.
     """
 
     def clone(layer):

@@ -129,8 +129,8 @@ class Trainer:
         signature = [task.input_spec, task.target_spec]
         # One call runs the steps up to the next report, taking each batch from the
         # pipeline's iterator inside the graph, as `model.fit` does with `steps_per_execution`:
-        # a call and a batch handed over from Python per step cost up to a third of a step at
-        # B=32, T=50, H=64 on a CPU. XLA cannot compile the iterator, so it compiles the step.
+        # a call per step, with its batch handed over from Python, costs a small step much of its
+        # time. XLA cannot compile the iterator, so it compiles the step.
         self._step = self._train_step
         if jit_compile:
             self._step = tf.function(self._step, input_signature=signature, jit_compile=True)

@@ -1,14 +1,17 @@
-"""`python -m kala.bench`: every contender measured and compared, at tiny shapes. Speed targets
+"""`python -m bench`: every contender measured and compared, at tiny shapes. Speed targets
 live in the benchmark's own output, never here."""
 
+import ast
 import importlib.util
 import json
+import pathlib
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import ROOT, run_python
 
-from kala import bench
+import kala.provenance
+from bench import common, ideas
 
 
 def within_rounds(row, other):
@@ -18,13 +21,19 @@ def within_rounds(row, other):
 
 def test_quick_bench_measures_every_contender_and_writes_json(tmp_path):
     out = tmp_path / "out.json"
-    process = run_python(["-m", "kala.bench", "--quick", "--shape", "4,6,3,5", "--rounds", "2",
+    process = run_python(["-m", "bench", "--quick", "--shape", "4,6,3,5", "--rounds", "2",
                           "--cells", "lstm,gru,peephole_lstm", "--adding-len", "10",
                           "--adding-steps", "5", "--json", str(out)])
     assert process.returncode == 0, process.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert payload["mode"] == "quick"
-    assert {"processor", "cpu_count", "tensorflow", "keras"} <= set(payload["machine"])
+    assert payload["command"].startswith("python -m bench --quick --shape 4,6,3,5")
+    # The machine is kala's provenance, with the benchmark's thread settings (and torch) on top.
+    machine = payload["machine"]
+    assert {"processor", "cpu_count", "tensorflow", "keras"} <= set(machine)
+    assert "thread_settings" in machine
+    assert {key: value for key, value in machine.items() if key not in (
+        "thread_settings", "torch", "torch_threads")} == kala.provenance.machine()
     rows = payload["rows"]
     shape = {"batch": 4, "time": 6, "features": 3, "units": 5}
 
@@ -43,7 +52,7 @@ def test_quick_bench_measures_every_contender_and_writes_json(tmp_path):
         assert row["shape"] == shape
         assert len(row["rounds"]) == 2 and row["sequences_per_second"] > 0
         assert row["gflops"] == pytest.approx(
-            row["sequences_per_second"] * bench.GATES[cell] * 6 * 6 * 5 * (3 + 5) / 1e9)
+            row["sequences_per_second"] * common.GATES[cell] * 6 * 6 * 5 * (3 + 5) / 1e9)
         if impl == "kala":
             fit = training[("keras_fit", cell, implementation)]
             assert row["vs_keras_fit"] == pytest.approx(within_rounds(row, fit))
@@ -80,27 +89,28 @@ def test_quick_bench_measures_every_contender_and_writes_json(tmp_path):
     (["--json", "/no/such/dir/out.json"], "no directory"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message):
-    process = run_python(["-m", "kala.bench", *argv])
+    process = run_python(["-m", "bench", *argv])
     assert process.returncode == 2
     # TensorFlow's start-up lines cannot be silenced; the bench's own error is one line.
     errors = [line for line in process.stderr.splitlines()
-              if line.startswith("python -m kala.bench: error:")]
+              if line.startswith("python -m bench: error:")]
     assert len(errors) == 1 and message in errors[0], process.stderr[-2000:]
     assert "Traceback" not in process.stderr
 
 
 def test_shape_parses_and_counts_flops():
-    shape = bench.Shape.parse("128,100,2,128")
-    assert shape == bench.Shape(batch=128, time=100, features=2, units=128)
-    # REFERENCE.md §5: an LSTM training step is 24·B·T·H·(D + H) FLOPs; GRU 18, SimpleRNN 6.
+    shape = common.Shape.parse("128,100,2,128")
+    assert shape == common.Shape(batch=128, time=100, features=2, units=128)
+    # An LSTM training step is 24·B·T·H·(D + H) FLOPs (4 gate blocks, 2 FLOPs a weight forward
+    # and 4 backward); GRU 18, SimpleRNN 6.
     for cell, factor in [("lstm", 24), ("gru", 18), ("simple_rnn", 6)]:
         assert shape.batch * shape.flops_per_sequence(cell) == factor * 128 * 100 * 128 * 130
     with pytest.raises(ValueError, match="Received: '1,2,0,4'"):
-        bench.Shape.parse("1,2,0,4")
+        common.Shape.parse("1,2,0,4")
 
 
 def test_synthetic_task_targets_the_scaled_sum_of_the_first_feature():
-    task = bench.Synthetic(9, 3)
+    task = common.Synthetic(9, 3)
     inputs, targets = task.batch(0, 0, 0, 5)
     assert inputs.shape == (5, 9, 3) and targets.shape == (5, 1)
     np.testing.assert_allclose(targets[:, 0], inputs[:, :, 0].sum(axis=1) / 3, rtol=1e-5)
@@ -120,7 +130,7 @@ def test_block_lstm_matches_keras_lstm_in_outputs_and_gradients(seeded):
     inputs = tf.random.stateless_normal([4, 20, 3], seed=[1, 2])
     weights = tf.random.stateless_normal([5], seed=[3, 4])
     results = []
-    for forward in (layer, lambda x: bench.block_lstm(x, kernel, recurrent_kernel, bias)):
+    for forward in (layer, lambda x: ideas.block_lstm(x, kernel, recurrent_kernel, bias)):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
             outputs = forward(inputs)
@@ -136,7 +146,7 @@ def test_block_lstm_matches_keras_lstm_in_outputs_and_gradients(seeded):
 
 def test_ideas_are_timed_against_what_they_replace(tmp_path):
     out = tmp_path / "ideas.json"
-    process = run_python(["-m", "kala.bench", "--parts", "ideas", "--shape", "3,4,2,5",
+    process = run_python(["-m", "bench", "--parts", "ideas", "--shape", "3,4,2,5",
                           "--rounds", "1", "--json", str(out)])
     assert process.returncode == 0, process.stderr[-3000:]
     rows = {row["impl"]: row for row in json.loads(out.read_text())["rows"]}
@@ -152,3 +162,20 @@ def test_ideas_are_timed_against_what_they_replace(tmp_path):
                 np.array(row["rounds"]) / np.array(rows[row["replaces"]]["rounds"]))))
         if row["unit"] == "forward and backward pass":
             assert row["max_gradient_difference"] < 1e-4  # Every idea computes the same LSTM.
+
+
+def test_the_library_never_imports_the_benchmark():
+    """`bench/` runs from a clone and is not installed: nothing in `kala/` may import it."""
+    importers = []
+    for path in sorted(pathlib.Path(ROOT, "kala").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            if any(name.split(".")[0] == "bench" or name.split(".")[:2] == ["kala", "bench"]
+                   for name in names):
+                importers.append(path.name)
+    assert importers == []

@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 import kala
-from kala import export, tasks
-from kala.signatures import Signatures
+from kala import export, signatures, tasks
 from conftest import serve_in_fresh_process
 
 
@@ -106,7 +105,8 @@ def test_a_model_traced_as_on_a_gpu_still_exports_without_cudnn(tmp_path, monkey
 
     # The control: the model as trained would carry cuDNN ops into its SavedModel.
     as_trained = str(tmp_path / "as_trained")
-    export._write_saved_model(Signatures(model), as_trained)
+    export._write_saved_model(model, signatures.applicable(signatures.ServedModel(model)),
+                              as_trained)
     assert export.cudnn_ops(as_trained) == ["CudnnRNNV3"]
     # The export is made from a copy that never uses cuDNN.
     version = kala.export_model(model, tmp_path, "model")

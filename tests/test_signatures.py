@@ -7,7 +7,6 @@ import tensorflow as tf
 
 import kala
 from kala import export, tasks
-from kala.signatures import Signatures
 from conftest import serve_in_fresh_process
 
 TEXT = "I grew up in France. My friends liked trains. I speak fluent"
@@ -73,15 +72,14 @@ def test_every_cell_steps_like_its_layer_with_padding_and_two_layers(cell, imple
     keras.utils.set_random_seed(0)
     model = kala.build_model(cell, 5, vocab_size=12, num_layers=2, mask_padding=True,
                              head=head, num_classes=3, implementation=implementation)
-    signatures = Signatures(model)
-    step = signatures.functions["step"][0]
+    step = kala.signatures.Step(kala.signatures.ServedModel(model))
     inputs = np.random.default_rng(0).integers(1, 12, size=(3, 6)).astype(np.int32)
     inputs[1, 4:] = 0  # Padding, on the right.
-    states = [tf.zeros((3, size)) for _, size in signatures.states]
+    states = [tf.zeros((3, size)) for _, size in step.states]
     outputs = []
     for t in range(inputs.shape[1]):
-        answer = step(tf.constant(inputs[:, t]), *states)
-        states = [answer[name] for name, _ in signatures.states]
+        answer = step.function(tf.constant(inputs[:, t]), *states)
+        states = [answer[name] for name, _ in step.states]
         outputs.append(answer["probabilities"].numpy())
     steps = np.stack(outputs, axis=1)
     expected = keras.ops.convert_to_numpy(model(inputs))

@@ -1,0 +1,28 @@
+"""Speed, measured side by side: `python -m bench [--quick] [--json PATH]`, from a clone.
+
+What a user would run instead is measured in the same process, interleaved round by round, and
+reported as the median over rounds and as ratios, because absolute times on a shared machine
+drift from minute to minute:
+
+- training (`bench.training`): sequences per second of kala's loop (`Trainer.train_steps`, the
+  call `Trainer.run` makes between two reports), of Keras's `model.fit` on a copy of the same
+  model, and of PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` on the same shapes when torch is
+  installed; each as GFLOP/s and as a share of a matrix multiply timed in the same rounds;
+- serving (`bench.serving`): a kala export's `serving_default`, loaded with
+  `tf.saved_model.load`, at batch 1 (latency p50, p99) and batch 256 (sequences per second),
+  against calling the Keras model;
+- the input pipeline alone, against the rate training consumes it (`bench.pipeline`);
+- the adding problem at T = 100: time and sequences until kala's loop solves it
+  (`bench.adding`);
+- ideas for a faster LSTM (the full mode only; `bench.ideas`): three ways for a loop to run the
+  train step, and an LSTM layer unrolled, fused (`BlockLSTM`), or fed its input projection for
+  all steps at once, each against what it would replace.
+
+Every model trains on the same synthetic regression (`bench.common.Synthetic`), with Adam and
+gradients clipped to norm 1, so that the three loops do the same work: the time is in the
+recurrent layer. `bench.report` writes the rows as Markdown; `bench.__main__` is the command
+line, and the only module that prints.
+
+The benchmark is not part of the installed package: it drives kala through its public API only,
+and nothing in `kala` imports it.
+"""

@@ -1,0 +1,31 @@
+"""What a run ran on, for the results files that the recipes and the benchmark write beside
+their numbers: the CPU, its cores, the GPUs TensorFlow sees, and the versions of Python,
+TensorFlow and Keras."""
+
+import os
+import platform
+
+import keras
+import tensorflow as tf
+
+
+def machine():
+    """The platform, the CPU model (from /proc/cpuinfo where there is one), the cores, the GPUs
+    and the versions, as a dict that JSON can hold."""
+    processor = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            names = [line.split(":", 1)[1].strip() for line in file
+                     if line.startswith("model name")]
+        processor = names[0] if names else processor
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "processor": processor,
+        "cpu_count": os.cpu_count(),
+        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
