@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kala import stepping
+from kala import checks, stepping
 
 SERVING_DEFAULT = "serving_default"
 STEP = "step"
@@ -132,9 +132,7 @@ def _check_arguments(served, vocabulary, unknown_id, labels, text_unit):
                                        0 <= unknown_id < served.vocab_size):
         raise ValueError(f"`unknown_id` must be an id below {served.vocab_size}. "
                          f"Received: unknown_id={unknown_id!r}")
-    if text_unit not in TEXT_UNITS:
-        raise ValueError(f"`text_unit` must be one of {', '.join(TEXT_UNITS)}. Received: "
-                         f"text_unit={text_unit!r}")
+    checks.one_of("text_unit", text_unit, TEXT_UNITS)
     if text_unit == "characters":
         _check_character_model(served, vocabulary, labels)
     if labels is None:
@@ -252,10 +250,10 @@ class Step:
         batch_size = tf.shape(inputs)[0]
         states = [tf.ensure_shape(state, [None, size])
                   for state, (_, size) in zip(states, self.states)]
-        checks = [tf.debugging.assert_equal(tf.shape(state)[0], batch_size, message=(
+        same_rows = [tf.debugging.assert_equal(tf.shape(state)[0], batch_size, message=(
             f"{name}: the state needs one row per sequence of the batch ({spec.name} holds a "
             "different number)")) for state, (name, _) in zip(states, self.states)]
-        with tf.control_dependencies(checks):  # Before the cells mix rows that do not match.
+        with tf.control_dependencies(same_rows):  # Before the cells mix rows that do not match.
             states = [tf.identity(state) for state in states]
         output, new_states = self.served.stepper(inputs, states, known=self.served.known)
         return {self.served.output_name: output,

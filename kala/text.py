@@ -12,6 +12,8 @@ Corpora:
 - `read_corpus(path)`: any UTF-8 file.
 - `tfds_corpus(name)`: a text dataset of the TensorFlow Datasets catalog (`tiny_shakespeare`),
   which needs a download.
+- `load_corpus(text_path, tfds_name)`: whichever of these a run names (the standard library's
+  when it names neither).
 A corpus that cannot serve (missing, empty, not UTF-8, shorter than a training window) raises a
 `ValueError` that says which and where.
 """
@@ -26,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kala.signatures import GENERATE, Signatures
+from kala import stepping
 from kala.tasks import Task
 
 # Pure-Python modules of the standard library, each one file in every CPython from 3.10 on; about
@@ -141,6 +143,23 @@ def tfds_corpus(name, download_host="raw.githubusercontent.com"):
                          ) from None
     text = "".join(example["text"].numpy().decode("utf-8") for example in dataset)
     return Corpus(text, source=f"tfds:{name}")
+
+
+def load_corpus(text_path="", tfds_name=""):
+    """The corpus a run names: the UTF-8 file at `text_path` (`read_corpus`), the TensorFlow
+    Datasets text dataset `tfds_name` (`tfds_corpus`), or, when it names neither, the standard
+    library's source (`stdlib_corpus`).
+
+    Raises:
+        ValueError: both are named (the recipes' --text and --tfds), or the corpus cannot serve.
+    """
+    if text_path and tfds_name:
+        raise ValueError("--text and --tfds exclude each other: choose one")
+    if text_path:
+        return read_corpus(text_path)
+    if tfds_name:
+        return tfds_corpus(tfds_name)
+    return stdlib_corpus()
 
 
 class CharLanguageModel(Task):
@@ -291,17 +310,30 @@ class Writer:
     """A trained character model that writes: `generate(prompts, length, temperature, seed)`
     reads each prompt, then draws `length` characters one at a time, each from the model's
     distribution with its logarithm divided by `temperature` (below 1: safer, above: wilder),
-    and returns what it wrote after each prompt. The same seed writes the same text. It is the
-    `generate` signature of an export, run here; a model that does not run forwards one step at
-    a time (bidirectional) cannot write."""
+    and returns what it wrote after each prompt. The same seed writes the same text. It runs
+    `kala.stepping.CharacterModel`, as the `generate` signature of an export does; a model that
+    does not run forwards one step at a time (bidirectional) cannot write.
+
+    Raises:
+        ValueError: `model` does not run forwards, or does not predict one of `task`'s
+            characters at every step.
+    """
 
     def __init__(self, model, task):
-        self.signatures = Signatures(model, task.vocabulary, task.unknown_id,
-                                     text_unit="characters")
-        self._generate = self.signatures.functions[GENERATE][0]
+        stepper = stepping.Stepper.of(model)
+        output_shape = tuple(model.outputs[0].shape)
+        if stepper is None or len(output_shape) != 3 or output_shape[-1] != len(task.vocabulary):
+            raise ValueError(
+                "To write, the model must run forwards and predict the next character at every "
+                f"step: an output of shape (None, None, {len(task.vocabulary)}). Received a "
+                f"model whose output has shape {output_shape}.")
+        self.character_model = stepping.CharacterModel(stepper, task.vocabulary, task.unknown_id)
+        # With AutoGraph: the loops over the prompts' and the written characters become graph
+        # loops.
+        self._generate = tf.function(self.character_model.generate,
+                                     input_signature=stepping.CharacterModel.generate_inputs)
 
     def generate(self, prompts, length, temperature, seed):
         """The texts written after `prompts` (a list of strings), as a tf.string tensor."""
         return self._generate(tf.constant(prompts), tf.constant(length, tf.int32),
-                              tf.constant(temperature, tf.float32),
-                              tf.constant(seed, tf.int32))["text"]
+                              tf.constant(temperature, tf.float32), tf.constant(seed, tf.int32))

@@ -4,296 +4,293 @@ What it shows: the essay says plain RNNs fail to connect information across long
 LSTMs were made to. recipes/long_gap.py tests that on a constructed task; this recipe tests it on
 real code, where the long-range structure is the language's own: a bracket opened 40 characters
 ago must be closed, a string must end with its quote. It trains the character model of
-recipes/char_language_model.py with a SimpleRNN, an LSTM and a GRU, each sized to the same number
-of weights (that of the default LSTM: 256 units, 342,754 weights), for the same budget, with
-several seeds, and reports:
-- validation bits per character (lower is better), as trained: windows of 100 characters;
-- the validation part read in 16 long pieces with the state carried through, and how often the
-  most likely next character is the closing bracket that comes, by the distance back to its
-  opening bracket (Karpathy, Johnson & Fei-Fei 2015 measured this on Linux source);
-- the best correlation of a single cell with bracket depth, strings, indentation and the position
-  in the line, against the same network before training.
-
-No cell runs at a rate tuned for another: each first trains shortly (--search-steps, seed 0) at
-every --learning-rates and keeps its best, then trains the full budget with every seed.
+recipes/char_language_model.py with a SimpleRNN, an LSTM and a GRU, each with the weights of the
+default LSTM (256 units, 342,754 weights), the same budget and several seeds. It reports
+validation bits per character in the 100-character windows it trains on; with the validation
+part read in 16 long pieces, the state carried through, how often the most likely next character
+is the closing bracket that comes, by the distance back to its opening bracket (Karpathy, Johnson
+& Fei-Fei 2015 measured this on Linux source); and the best correlation of a single cell with
+bracket depth, strings, indentation and the position in the line, against the same network before
+training. No cell runs at a rate tuned for another: each first trains shortly (--search-steps,
+seed 0) at every --learning-rates and keeps its best, then trains the full budget with every seed.
 
 Run it:
     python recipes/char_cells_compared.py                 # about 70 minutes on a 2-core CPU
     python recipes/char_cells_compared.py --seeds 1       # one seed: about 35 minutes
     python recipes/char_cells_compared.py --report-only   # the table and figure again
-    python recipes/char_cells_compared.py --smoke         # a tiny comparison, for the tests
-Every run writes its JSON into DIR/char_cells_compared/runs/ as it finishes; the same command run
-again (after Ctrl-C, say) reuses the runs that are there with the same settings.
+    python recipes/char_cells_compared.py --smoke         # a tiny comparison, for the tests: 40 s
+Each run's JSON goes into DIR/char_cells_compared/search/ or runs/ as it ends; the same command
+run again (after Ctrl-C, say) reuses the runs there with the same settings and corpus.
+
+What you should see (2-core CPU, 70.6 minutes): the SimpleRNN (491 units) keeps 3e-3, the LSTM
+(256) and the GRU (294) 1e-2. Bits per character are close (LSTM 2.173, GRU 2.213, SimpleRNN
+2.260: means of three seeds); but from 6 to 50 characters back the SimpleRNN closes 12-17% of the
+brackets, the LSTM 26-42% and the GRU 39-48% (all three 45-48% at 1-2 back, 8-18% beyond 50).
 """
 
+import bisect
 import dataclasses
 import json
 import os
 import sys
 import time
+import typing
 
-import char_language_model
-import cli
-import long_gap
+import flags  # First: it quiets TensorFlow's start-up logging.
+import keras
+import numpy as np
+
+import kala
+import kala.provenance
+import kala.reading
+import kala.text
+import output
+import sweep
 
 RECIPE = "char_cells_compared"
-CELLS = ("simple_rnn", "lstm", "gru")
+Cell = typing.Literal[kala.models.VARIANTS]
+Implementation = typing.Literal["auto", "builtin", "essay"]
 
 
 @dataclasses.dataclass
-class Config(char_language_model.Config):
-    cells: str = dataclasses.field(default=",".join(CELLS), metadata={
-        "help": "comma-separated cells to compare"})
-    seeds: int = dataclasses.field(default=3, metadata={
-        "help": "seeds per cell for the full budget (0, 1, ...)"})
-    learning_rates: str = dataclasses.field(default="1e-3,3e-3,1e-2", metadata={
-        "help": "comma-separated learning rates that each cell's search tries"})
-    search_steps: int = dataclasses.field(default=300, metadata={
-        "help": "steps of each learning-rate search run"})
-    report_only: bool = dataclasses.field(default=False, metadata={
-        "help": "train nothing: write the table and figure again from "
-                "DIR/char_cells_compared/summary.json"})
-    results: str = dataclasses.field(default="results", metadata={
-        "help": "directory for summary.json, summary.md, char_cells_compared.png and runs/ (in "
-                "DIR/char_cells_compared/)"})
+class Settings:
+    cells: tuple[Cell, ...] = ("simple_rnn", "lstm", "gru")  # the cells to compare
+    units: int = 256  # the LSTM's units; every cell gets the units that match its weights
+    seeds: int = 3  # seeds per cell for the full budget (0, 1, ...)
+    learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2)  # the rates each cell's search tries
+    search_steps: int = 300  # steps of each learning-rate search run
+    steps: int = 1200  # budget of each full run in steps (each step is one batch of windows)
+    batch_size: int = 128  # windows per step
+    implementation: Implementation = "auto"  # Keras's layer (cuDNN), the essay's, or auto
+    clipnorm: float = 1.0  # each gradient is clipped to this norm
+    eval_every: int = 100  # steps between evaluations on validation
+    seq_len: int = 100  # characters per training window
+    embedding_dim: int = 32  # size of each character's embedding
+    text: str = ""  # train on this UTF-8 text file (default: the standard library's source)
+    tfds: str = ""  # train on a TensorFlow Datasets text dataset, e.g. tiny_shakespeare
+    prime: str = "def "  # the text each run's sample starts from
+    temperature: float = 0.5  # sampling temperature (below 1: safer, above: wilder)
+    sample_length: int = 400  # characters per sample
+    smoke: bool = False  # a tiny comparison to check that everything works
+    report_only: bool = False  # train nothing: tabulate DIR/char_cells_compared/summary.json again
+    results: str = "results"  # summary.json, .md, figure and runs/ go in DIR/char_cells_compared/
 
 
-SMOKE = {**char_language_model.SMOKE, "seeds": 2, "learning_rates": "3e-3,1e-2",
-         "search_steps": 10}
-# Settings of a run that do not change what it trains; a stored run is reused if all others match.
-IGNORED = set(cli.OUTPUT_SETTINGS)
+# A run of recipes/char_language_model.py: its settings and defaults, which name its file.
+RUN_DEFAULTS = {"cell": "lstm", "implementation": "auto", "units": 256, "steps": 1200,
+                "batch_size": 128, "learning_rate": 3e-3, "clipnorm": 1.0, "seed": 0,
+                "eval_every": 100, "seq_len": 100, "embedding_dim": 32, "text": "", "tfds": "",
+                "prime": "def ", "temperature": 0.5, "sample_length": 400, "smoke": False}
+Run = dataclasses.make_dataclass("Run", [(name, type(value), value)
+                                         for name, value in RUN_DEFAULTS.items()])
+# A tiny comparison for the tests: runs the size of recipes/char_language_model.py's smoke run.
+SMOKE = dict(units=16, steps=20, batch_size=8, seq_len=20, eval_every=10, embedding_dim=8,
+             sample_length=40, seeds=2, learning_rates=(3e-3, 1e-2), search_steps=10)
 
 
 def main(argv=None):
-    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
-    out_dir = os.path.join(config.results, RECIPE)
-    if config.report_only:
-        report(long_gap.load_summary(out_dir, RECIPE), out_dir)
-        return
-    cells = cli.parse_cells(config.cells)
-    rates = cli.parse_list(config.learning_rates, float, "learning-rates", positive=True)
-    char_language_model.check_sampling(config)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import common
+    settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE)
+    out_dir = os.path.join(settings.results, RECIPE)
+    if settings.report_only:
+        return report(sweep.load_summary(out_dir, RECIPE), out_dir)
+    if not settings.prime:
+        flags.fail("--prime must hold at least one character: the samples start from it")
 
-    corpus = char_language_model.load_corpus(config)
-    target, units = equal_sizes(config, corpus, cells)
-    print(f"{RECIPE}: {', '.join(f'{cell} {units[cell]}' for cell in cells)} units: each about "
-          f"{target:,} weights (lstm {config.units}); search {', '.join(map(str, rates))} for "
-          f"{config.search_steps:,} steps, then {config.seeds} seed(s) of {config.steps:,} steps",
-          flush=True)
+    # Data: one corpus, split into training and validation, for every run.
+    with flags.bad_arguments():
+        corpus = kala.text.load_corpus(settings.text, settings.tfds)
+        if settings.smoke:
+            corpus = dataclasses.replace(corpus, text=corpus.text[:20_000])
+        task = kala.text.CharLanguageModel(corpus, settings.seq_len)
+
+    # Sizes: the units that bring each cell's weights closest to the LSTM's, by bisection.
+    def weights(variant, units):
+        return kala.build_model(variant.partition("+")[0], units, **task.model_options,
+                                embedding_dim=settings.embedding_dim).count_params()
+
+    target, units = weights("lstm", settings.units), {}
+    for cell in settings.cells:
+        low = max(1, bisect.bisect_right(range(1, 4 * settings.units), target,
+                                         key=lambda size: weights(cell, size)))
+        units[cell] = min((low, low + 1), key=lambda size: abs(weights(cell, size) - target))
+    print(f"{RECIPE}: {', '.join(f'{cell} {units[cell]}' for cell in settings.cells)} units, "
+          f"each about {target:,} weights (an LSTM of {settings.units})", flush=True)
     started = time.monotonic()
     summary = {"recipe": RECIPE, "command": " ".join(["python", *sys.argv]),
-               "config": dataclasses.asdict(config), "target_parameters": target,
-               "units": units, "machine": common.machine(), "search": [], "runs": []}
+               "config": dataclasses.asdict(settings), "target_parameters": target,
+               "units": units, "machine": kala.provenance.machine(), "search": [], "runs": []}
+    run = Run(**{name: getattr(settings, name) for name in RUN_DEFAULTS if hasattr(settings, name)})
 
-    for cell in cells:
-        for rate in rates:
-            run_config = single_run(config, cell=cell, units=units[cell], learning_rate=rate,
-                                    steps=config.search_steps, seed=0,
-                                    eval_every=config.search_steps)
-            record = trained(run_config, corpus, os.path.join(out_dir, "search"))
+    # The search: every cell for --search-steps at every rate, seed 0; each keeps its best.
+    for cell in settings.cells:
+        for rate in settings.learning_rates:
+            record = trained(dataclasses.replace(
+                run, cell=cell, units=units[cell], learning_rate=rate, steps=settings.search_steps,
+                eval_every=settings.search_steps), task, out_dir, "search")
             summary["search"].append({"cell": cell, "learning_rate": rate,
                                       "val_bits_per_char": record["val_bits_per_char"]})
-    best = {cell: min((row for row in summary["search"] if row["cell"] == cell),
-                      key=lambda row: row["val_bits_per_char"])["learning_rate"]
-            for cell in cells}
-    summary["learning_rates"] = best
-    print(f"{RECIPE}: best learning rates after {config.search_steps:,} steps: "
+    summary["learning_rates"] = best = {cell: min(
+        (row for row in summary["search"] if row["cell"] == cell),
+        key=lambda row: row["val_bits_per_char"])["learning_rate"] for cell in settings.cells}
+    print(f"{RECIPE}: best learning rates after {settings.search_steps:,} steps: "
           + ", ".join(f"{cell} {rate:g}" for cell, rate in best.items()), flush=True)
 
-    for cell in cells:
-        for seed in range(config.seeds):
-            run_config = single_run(config, cell=cell, units=units[cell],
-                                    learning_rate=best[cell], seed=seed)
-            record = trained(run_config, corpus, os.path.join(out_dir, "runs"))
-            summary["runs"].append(run_row(record))
+    # The comparison: each cell at its rate, every seed, the full budget; summary.json after each.
+    for cell in settings.cells:
+        for seed in range(settings.seeds):
+            record = trained(dataclasses.replace(run, cell=cell, units=units[cell], seed=seed,
+                                                 learning_rate=best[cell]), task, out_dir, "runs")
+            row = {"cell": cell, "seed": seed, "units": units[cell],
+                   "parameters": record["parameters"], "learning_rate": best[cell]}
+            summary["runs"].append({**row, **{key: record[key] for key in (
+                "val_bits_per_char", "carried_state_bits_per_char", "baseline_bits_per_char",
+                "bigram_bits_per_char", "closing_brackets", "readable_cells",
+                "characters_per_second", "seconds", "sample")}})
             summary["wall_seconds"] = round(time.monotonic() - started)
-            common.write_json(os.path.join(out_dir, "summary.json"), summary)
+            output.write_json(os.path.join(out_dir, "summary.json"), summary)
     report(summary, out_dir)
 
 
-def single_run(config, **changes):
-    """The char_language_model settings of one run of the comparison."""
-    fields = {field.name for field in dataclasses.fields(char_language_model.Config)}
-    settings = {name: value for name, value in dataclasses.asdict(config).items()
-                if name in fields}
-    return char_language_model.Config(**{**settings, **changes})
-
-
-def equal_sizes(config, corpus, cells):
-    """The number of weights of an LSTM with `config.units`, and for each cell the units that
-    come closest to it (a bisection over built models: the count grows with the units)."""
-    import common
-    import kala.text
-
-    with cli.bad_arguments_exit():
-        task = kala.text.CharLanguageModel(corpus, config.seq_len)
-
-    def weights(cell, units):
-        return common.build_model(cell, units, task,
-                                  embedding_dim=config.embedding_dim).count_params()
-
-    target = weights("lstm", config.units)
-    units = {}
-    for cell in cells:
-        low, high = 1, 4 * config.units
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if weights(cell, middle) <= target else (low, middle)
-        units[cell] = min((low, high), key=lambda size: abs(weights(cell, size) - target))
-    return target, units
-
-
-def trained(config, corpus, out_dir):
-    """The record of `config`'s run: read from OUT_DIR when a run with the same settings on the
-    same corpus (its SHA-256) is there, else trained now (and written there)."""
-    name = cli.run_name(config, char_language_model.SMOKE, ["cell", "seed"])
-    path = os.path.join(out_dir, f"{name}.json")
+def trained(run, task, out_dir, part):
+    """`run`'s record: from OUT_DIR/PART/ if there with the same settings and corpus (its SHA-256),
+    else trained now and written there."""
+    path = os.path.join(out_dir, part, f"{output.run_name(run, SMOKE, ['cell', 'seed'])}.json")
     try:
         with open(path) as file:
             record = json.load(file)
-        stored = record["config"]
-        if record["corpus"]["sha256"] == corpus.sha256 and all(
-                stored.get(key) == value for key, value in dataclasses.asdict(config).items()
-                if key not in IGNORED):
+        if record["corpus"]["sha256"] == task.corpus.sha256 and all(
+                record["config"].get(key) == value for key, value in vars(run).items()
+                if key not in output.OUTPUT_SETTINGS):
             print(f"{RECIPE}: reusing {path}", flush=True)
             return record
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return char_language_model.run(config, corpus, out_dir, draw=False)[2]
+    name = f"{run.cell} {run.units} lr {run.learning_rate:g} seed {run.seed}"
+
+    # Model: embeddings, the recurrent layer, a softmax over the next character; and a copy.
+    keras.utils.set_random_seed(run.seed)
+    cell, _, initialization = run.cell.partition("+")
+    model = kala.build_model(
+        cell, run.units, initialization=initialization or "default",
+        max_lag=task.max_length if initialization == "chrono" else None,
+        embedding_dim=run.embedding_dim, implementation=run.implementation,
+        name=f"char_language_model_{run.cell.replace('+', '_')}", **task.model_options)
+    untrained = keras.models.clone_model(model)
+    untrained.set_weights(model.get_weights())
+
+    # Train: the whole budget, saying where a long run is every minute; then a sample.
+    trainer = kala.Trainer(model, task, steps=run.steps, batch_size=run.batch_size,
+                           learning_rate=run.learning_rate, clipnorm=run.clipnorm,
+                           seed=run.seed, eval_every=run.eval_every)
+    try:
+        result = trainer.run(on_progress=output.Heartbeat(name, task))
+    except KeyboardInterrupt:
+        print(f"\n{RECIPE}: interrupted; the same command reuses finished runs", file=sys.stderr)
+        sys.exit(flags.EXIT_INTERRUPTED)
+    sample = kala.text.Writer(model, task).generate(
+        [run.prime], run.sample_length, run.temperature, result.steps)[0].numpy().decode("utf-8")
+    characters = result.steps * run.batch_size * run.seq_len
+
+    # Read it as recipes/char_language_model.py does: the validation part in 16 pieces, the
+    # state carried, for the brackets; its first 32,000 characters in 8, for the cells.
+    started, text = time.perf_counter(), task.validation_text
+    pieces, cell_text = min(16, len(text) // 2), text[:32_000]
+    ids, probabilities = kala.reading.run_over(model, task, text, pieces)
+    cell_pieces = min(8, len(cell_text) // 2)
+    features = kala.reading.code_features(cell_text[:len(cell_text) // cell_pieces * cell_pieces])
+    after, before = (kala.reading.correlations(
+        kala.reading.cell_states(network, task, cell_text, cell_pieces), features)
+        for network in (model, untrained))
+    best_cells = {name: int(np.argmax(np.abs(after[name]))) for name in kala.reading.FEATURES}
+
+    # The run's JSON, as recipes/char_language_model.py writes it (without the cells' figure).
+    record = output.run_record("char_language_model", run, trainer, result, {
+        "corpus": task.corpus.describe(), "val_bits_per_char": result.metric,
+        "baseline_bits_per_char": task.unigram_bits_per_char,
+        "bigram_bits_per_char": task.bigram_bits_per_char, "sample": sample, "prime": run.prime,
+        "temperature": run.temperature, "parameters": model.count_params(), "steps": result.steps,
+        "characters_trained_on": characters,
+        "characters_per_second": round(characters / result.seconds),
+        "seconds": round(result.seconds, 2), "carried_state_pieces": pieces,
+        "carried_state_bits_per_char": kala.reading.bits_per_char(ids, probabilities),
+        "closing_brackets": kala.reading.closing_brackets(text, ids, probabilities),
+        "readable_cells": {name: {"cell": cell, "r": float(after[name][cell]),
+                                  "untrained_best_abs_r": float(np.max(np.abs(before[name])))}
+                           for name, cell in best_cells.items()},
+        "reading_seconds": round(time.perf_counter() - started, 2),
+        "samples": [{"step": result.steps, "bits_per_char": result.metric, "text": sample}]})
+    output.write_json(path, record)
+    print(f"{RECIPE}: {name}: validation bits/char {result.metric:.3f}, state carried "
+          f"{record['carried_state_bits_per_char']:.3f}; {result.seconds:.0f} s", flush=True)
+    return record
 
 
-def run_row(record):
-    """What summary.json keeps of one run."""
-    config = record["config"]
-    return {"cell": config["cell"], "seed": config["seed"], "units": config["units"],
-            "parameters": record["parameters"], "learning_rate": config["learning_rate"],
-            **{key: record[key] for key in (
-                "val_bits_per_char", "carried_state_bits_per_char", "baseline_bits_per_char",
-                "bigram_bits_per_char", "closing_brackets", "readable_cells",
-                "characters_per_second", "seconds", "sample")}}
-
-
-def _by_cell(runs):
-    cells = list(dict.fromkeys(run["cell"] for run in runs))
-    return {cell: [run for run in runs if run["cell"] == cell] for cell in cells}
-
-
-def _bins(runs):
-    """The distance bins of the runs' closing-bracket rows, in order, as (from, to) pairs."""
-    return sorted({(row["distance_from"], row["distance_to"])
-                   for run in runs for row in run["closing_brackets"]},
-                  key=lambda pair: pair[0])
-
-
-def _accuracy(run, low):
-    return next((row["accuracy"] for row in run["closing_brackets"]
-                 if row["distance_from"] == low), None)
-
-
-def _counts(runs, bins):
-    """The closing brackets in each bin (the same text for every run)."""
-    return {low: max(next((row["count"] for row in run["closing_brackets"]
-                           if row["distance_from"] == low), 0) for run in runs)
-            for low, _ in bins}
-
-
-def _label(low, high):
-    return f"{low}+" if high is None else f"{low}-{high}"
-
-
-def markdown(summary):
-    """The table of summary.md: one row per cell, means over seeds (each seed's value in the
-    JSON)."""
-    import numpy as np
-
+def report(summary, out_dir):
+    """Writes summary.md and the figure from the runs of `summary`, and prints the table."""
     runs = summary["runs"]
-    bins = _bins(runs)
+    cells = {run["cell"]: [each for each in runs if each["cell"] == run["cell"]] for run in runs}
+    # The brackets' distance bins (the same text, so the same counts, for every run); accuracies.
+    bins = {row["distance_from"]: row for run in runs for row in run["closing_brackets"]}
+    lows = sorted(bins)
+    labels = [f"{low}+" if bins[low]["distance_to"] is None
+              else f"{low}-{bins[low]['distance_to']}" for low in lows]
+    counts = ", ".join(f"{label}: {bins[low]['count']:,}" for label, low in zip(labels, lows))
+    accuracy = {cell: np.array([[next((row["accuracy"] for row in run["closing_brackets"]
+                                       if row["distance_from"] == low), np.nan) for low in lows]
+                                for run in cell_runs]) for cell, cell_runs in cells.items()}
+
+    # The table: one row per cell, means over seeds (each seed's value in summary.json).
     lines = ["| cell | units | weights | learning rate | seeds | validation bits/char | "
-             "carried state | " + " | ".join(f"{_label(*pair)} back" for pair in bins) + " |",
-             "|" + "---|" * (7 + len(bins))]
-    for cell, cell_runs in _by_cell(runs).items():
-        values = [run["val_bits_per_char"] for run in cell_runs]
-        carried = [run["carried_state_bits_per_char"] for run in cell_runs]
-        accuracies = []
-        for low, _ in bins:
-            found = [value for value in (_accuracy(run, low) for run in cell_runs)
-                     if value is not None]
-            accuracies.append(f"{np.mean(found):.0%}" if found else "-")
-        first = cell_runs[0]
+             "carried state | " + " | ".join(f"{label} back" for label in labels) + " |",
+             "|" + "---|" * (7 + len(labels))]
+    for cell, cell_runs in cells.items():
+        values, first = [run["val_bits_per_char"] for run in cell_runs], cell_runs[0]
         lines.append(
             f"| {cell} | {first['units']} | {first['parameters']:,} | "
             f"{first['learning_rate']:g} | {len(cell_runs)} | {np.mean(values):.3f} "
-            f"({', '.join(f'{value:.3f}' for value in values)}) | {np.mean(carried):.3f} | "
-            + " | ".join(accuracies) + " |")
-    counts = _counts(runs, bins)
+            f"({', '.join(f'{value:.3f}' for value in values)}) | "
+            f"{np.mean([run['carried_state_bits_per_char'] for run in cell_runs]):.3f} | "
+            + " | ".join("-" if np.isnan(column).all() else f"{np.nanmean(column):.0%}"
+                         for column in accuracy[cell].T) + " |")
     lines += ["", "Validation bits per character in 100-character windows, as trained (each "
               "seed's in brackets), and with the state carried through 16 long pieces. The "
               "columns `N-M back`: how often the most likely next character is the closing "
               "bracket that comes, by the distance back to its opening bracket (mean of the "
-              "seeds). Closing brackets per distance: "
-              + ", ".join(f"{_label(*pair)}: {counts[pair[0]]:,}" for pair in bins) + ".", ""]
+              f"seeds). Closing brackets per distance: {counts}.", ""]
     features = list(runs[0]["readable_cells"])
     lines += ["| cell | " + " | ".join(features) + " |", "|---|" + "---|" * len(features)]
-    for cell, cell_runs in _by_cell(runs).items():
-        cells = []
-        for name in features:
-            trained = np.mean([abs(run["readable_cells"][name]["r"]) for run in cell_runs])
-            before = np.mean([run["readable_cells"][name]["untrained_best_abs_r"]
-                              for run in cell_runs])
-            cells.append(f"{trained:.2f} ({before:.2f})")
-        lines.append(f"| {cell} | " + " | ".join(cells) + " |")
+    for cell, cell_runs in cells.items():
+        found = [[run["readable_cells"][name] for run in cell_runs] for name in features]
+        lines.append(f"| {cell} | " + " | ".join(
+            f"{np.mean([abs(row['r']) for row in rows]):.2f} "
+            f"({np.mean([row['untrained_best_abs_r'] for row in rows]):.2f})"
+            for rows in found) + " |")
     lines += ["", "Best |r| of one cell with each feature, mean over seeds (before training in "
               "brackets).", ""]
-    return "\n".join(lines)
+    output.write_text(os.path.join(out_dir, "summary.md"), "\n".join(lines))
 
-
-def plot(summary, path):
-    """Validation bits per character per seed, and closing-bracket accuracy by distance."""
-    import numpy as np
-
-    import common
-
-    runs = summary["runs"]
-    bins = _bins(runs)
-    figure, (left, right) = common.new_figure((11, 4), columns=2)
-    for index, (cell, cell_runs) in enumerate(_by_cell(runs).items()):
-        values = [run["val_bits_per_char"] for run in cell_runs]
-        left.scatter([index] * len(values), values, color=f"C{index}")
-        left.plot([index - 0.2, index + 0.2], [np.mean(values)] * 2, color=f"C{index}")
-        table = np.array([[np.nan if _accuracy(run, low) is None else _accuracy(run, low)
-                           for low, _ in bins] for run in cell_runs])
-        positions = np.arange(len(bins))
-        right.plot(positions, np.nanmean(table, axis=0), marker="o", color=f"C{index}",
-                   label=f"{cell} ({cell_runs[0]['units']} units)")
-        right.fill_between(positions, np.nanmin(table, axis=0), np.nanmax(table, axis=0),
-                           color=f"C{index}", alpha=0.2)
-    cells = list(_by_cell(runs))
-    left.set_xticks(range(len(cells)), cells)
-    left.set_xlim(-0.5, len(cells) - 0.5)
-    left.set_ylabel("validation bits per character (lower is better)")
+    # The figure: each seed's bits per character and their mean; closing brackets by distance.
+    figure, (left, right) = output.new_figure((11, 4), columns=2)
+    for index, (cell, cell_runs) in enumerate(cells.items()):
+        values, colour = [run["val_bits_per_char"] for run in cell_runs], f"C{index}"
+        left.scatter([index] * len(values), values, color=colour)
+        left.plot([index - 0.2, index + 0.2], [np.mean(values)] * 2, color=colour)
+        right.plot(range(len(lows)), np.nanmean(accuracy[cell], axis=0), marker="o",
+                   color=colour, label=f"{cell} ({cell_runs[0]['units']} units)")
+        right.fill_between(range(len(lows)), np.nanmin(accuracy[cell], axis=0),
+                           np.nanmax(accuracy[cell], axis=0), color=colour, alpha=0.2)
+    left.set(xticks=range(len(cells)), xticklabels=list(cells), xlim=(-0.5, len(cells) - 0.5),
+             ylabel="validation bits per character (lower is better)")
     left.set_title(f"Same size ({summary['target_parameters']:,} weights), same budget "
                    f"(bigram: {runs[0]['bigram_bits_per_char']:.2f})", fontsize=10)
-    counts = _counts(runs, bins)
-    right.set_xticks(range(len(bins)), [f"{_label(*pair)}\n({counts[pair[0]]:,})"
-                                        for pair in bins], fontsize=8)
-    right.set_xlabel("distance from the opening bracket in characters (brackets)")
-    right.set_ylabel("closing bracket is the most likely next character")
-    right.set_ylim(0, 1)
+    right.set_xticks(range(len(lows)), [f"{label}\n({bins[low]['count']:,})"
+                                        for label, low in zip(labels, lows)], fontsize=8)
+    right.set(xlabel="distance from the opening bracket in characters (brackets)",
+              ylabel="closing bracket is the most likely next character", ylim=(0, 1))
     right.set_title("Closing brackets (mean of seeds; band: min to max)", fontsize=10)
     right.legend()
-    common.save_figure(figure, path)
-
-
-def report(summary, out_dir):
-    import common
-
-    table = markdown(summary)
-    common.write_text(os.path.join(out_dir, "summary.md"), table)
-    plot(summary, os.path.join(out_dir, f"{RECIPE}.png"))
-    print()
-    print(table, end="")
+    output.save_figure(figure, os.path.join(out_dir, f"{RECIPE}.png"))
+    print("\n" + "\n".join(lines), end="")
     print(f"written to {out_dir}/summary.json, summary.md and {RECIPE}.png"
           + (f"; the comparison took {summary['wall_seconds'] / 60:.1f} min"
              if summary.get("wall_seconds") else ""))

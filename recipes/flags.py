@@ -27,8 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Exit codes: 2 for bad arguments or files (as argparse does), 130 for Ctrl-C (as shells do).
 EXIT_BAD_ARGUMENTS = 2
 EXIT_INTERRUPTED = 130
-# Numbers must be above 0, but these, which count from 0.
+# Numbers must be above 0, but these, which count from 0, and these, which take any sign.
 COUNTED_FROM_ZERO = ("seed", "first_seed", "example")
+SIGNED = ("shifts",)
 # Settings that name a directory: a file there is refused before any work.
 DIRECTORIES = ("results", "saved_models", "checkpoint_dir", "logdir")
 
@@ -156,7 +157,7 @@ def _converter(name, kind):
 
         return convert_choice
     if kind in (int, float):
-        minimum = 0 if name in COUNTED_FROM_ZERO else None
+        from_zero, signed = name in COUNTED_FROM_ZERO, name in SIGNED
 
         def convert_number(text):
             try:
@@ -164,9 +165,9 @@ def _converter(name, kind):
             except ValueError:
                 expected = "an integer" if kind is int else "a number"
                 raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-            if minimum == 0 and value < 0:
+            if from_zero and value < 0:
                 raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-            if minimum is None and not value > 0:
+            if not (from_zero or signed or value > 0):
                 raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
             return value
 

@@ -20,56 +20,147 @@ The contestants, in the essay's order:
     gru                     the GRU (Cho et al. 2014)
 
 Each trains at its own learning rate, chosen by the same grid search as in long_gap.py (see
-long_gap.TUNED_LEARNING_RATES): no variant runs at a rate tuned for another.
+recipes/tuned.py): no variant runs at a rate tuned for another. This is recipes/long_gap.py with
+other settings: the same task, flags, runs and summary.json.
 
 Run it:
     python recipes/lstm_variants.py              # gap 30, 3 seeds: about 4 minutes
     python recipes/lstm_variants.py --full       # gaps 30 and 100: about 30 minutes
     python recipes/lstm_variants.py --smoke      # a tiny sweep, for the tests
+
+What you should see (2-core CPU): a line per run as it ends, then a row per variant. In the
+README's --full run every variant solved gap 30 in every seed, chrono and the IRNN in a median
+of 12,800 sequences, the default LSTM in 19,200, the SimpleRNN in 89,600; at gap 100 the
+SimpleRNN and the 1997 LSTM, without a forget gate, solved none, and chrono still needed 12,800.
 """
 
 import dataclasses
 import os
+import sys
+import typing
 
-import cli
-import long_gap
+import flags  # First: it quiets TensorFlow's start-up logging.
+import keras
+
+import kala
+import kala.provenance
+import output
+import sweep
+import tuned
 
 RECIPE = "lstm_variants"
-VARIANTS = ("simple_rnn", "simple_rnn+irnn", "lstm1997", "lstm+zero_forget_bias", "lstm",
-            "lstm+chrono", "peephole_lstm", "coupled_lstm", "gru")
+Cell = typing.Literal[kala.models.VARIANTS]
+Rates = typing.Literal["tuned"] | tuple[float, ...]
+# The contestants, in the essay's order (above).
+CONTESTANTS = ("simple_rnn", "simple_rnn+irnn", "lstm1997", "lstm+zero_forget_bias", "lstm",
+               "lstm+chrono", "peephole_lstm", "coupled_lstm", "gru")
 
 
-# Setup: long_gap.py's settings, with this comparison's defaults.
 @dataclasses.dataclass
-class Config(long_gap.Config):
-    cells: str = dataclasses.field(default=",".join(VARIANTS), metadata={
-        "help": "comma-separated variants to compare: a cell, or a cell+initialization"})
-    gaps: str = dataclasses.field(default="30", metadata={"help": "comma-separated gaps"})
-    full: bool = dataclasses.field(default=False, metadata={
-        "help": "the complete comparison: gaps 30 and 100, 4,000 steps"})
-    report_only: bool = dataclasses.field(default=False, metadata={
-        "help": "train nothing: write the table and figure again from "
-                "DIR/lstm_variants/summary.json"})
-    results: str = dataclasses.field(default="results", metadata={
-        "help": "directory for summary.json, summary.md and lstm_variants.png (in "
-                "DIR/lstm_variants/)"})
+class Settings:
+    task: typing.Literal["long_gap", "adding", "copy"] = "long_gap"  # or adding/copy, gap = T
+    cells: tuple[Cell, ...] = CONTESTANTS  # the variants: a cell, or a cell+initialization
+    gaps: tuple[int, ...] = (30,)  # gaps (sequence lengths for adding and copy)
+    seeds: int = 3  # seeds per (variant, gap)
+    first_seed: int = 0  # seeds are FIRST_SEED, FIRST_SEED + 1, ...
+    filler: typing.Literal["words", "distractors"] = "distractors"  # long_gap: the other text
+    position: typing.Literal["random", "fixed"] = "random"  # long_gap: where the country sits
+    units: int = 64  # size of every cell's state (units are matched, not parameter counts)
+    steps: int = 3000  # budget per run, in steps
+    batch_size: int = 64  # sequences per step
+    learning_rate: Rates = "tuned"  # tuned: each variant's own (tuned.py); or rates for every one
+    clipnorm: float = 1.0  # each gradient is clipped to this norm
+    eval_every: int = 100  # steps between evaluations on the test split
+    jobs: int = 2  # runs trained at the same time, each in a process with its share of the cores
+    full: bool = False  # the complete comparison: gaps 30 and 100, 4,000 steps
+    smoke: bool = False  # a tiny sweep to check that everything works
+    report_only: bool = False  # train nothing: tabulate DIR/lstm_variants/summary.json again
+    results: str = "results"  # writes summary.json, summary.md and lstm_variants.png there
 
 
-# As long_gap.py --full, at the two gaps where the cells differ: 4,000 steps.
-FULL = {"gaps": "30,100", "steps": 4000}
-SMOKE = {**long_gap.SMOKE, "cells": "lstm1997,lstm+chrono,peephole_lstm,coupled_lstm",
-         "gaps": "3"}
+FULL = {"gaps": (30, 100), "steps": 4000}
+SMOKE = {"cells": ("lstm1997", "lstm+chrono", "peephole_lstm", "coupled_lstm"), "gaps": (3,),
+         "seeds": 1, "units": 8, "steps": 20, "batch_size": 8, "eval_every": 10, "jobs": 1}
+
+
+def make_task(settings, gap):
+    """The task at one gap: for adding and copy, the gap is the sequence length."""
+    if settings.task == "long_gap":
+        return kala.tasks.LongGap(gap, filler=settings.filler, position=settings.position,
+                                  test_size=512)
+    if settings.task == "adding":
+        return kala.tasks.AddingProblem(gap, test_size=512)
+    return kala.tasks.CopyMemory(gap, test_size=512)
+
+
+def train_run(settings, variant, gap, learning_rate, seed):
+    """Trains one (variant, gap, learning rate, seed) and returns its row of summary.json."""
+    # Data: the task at this gap; the seed fixes the training batches, so every variant sees
+    # the same sequences.
+    task = make_task(settings, gap)
+    # Model: the same embedding or input, units and head for every variant.
+    keras.utils.set_random_seed(seed)
+    cell, _, initialization = variant.partition("+")
+    model = kala.build_model(cell, settings.units, initialization=initialization or "default",
+                             max_lag=task.max_length if initialization == "chrono" else None,
+                             **task.model_options)
+    # Train: until solved or out of budget, saying where a long run is every minute.
+    result = kala.train(
+        model, task, steps=settings.steps, batch_size=settings.batch_size,
+        learning_rate=learning_rate, clipnorm=settings.clipnorm, seed=seed,
+        eval_every=settings.eval_every,
+        on_progress=output.Heartbeat(f"{variant} gap {gap} lr {learning_rate:g} seed {seed}",
+                                     task))
+    return {
+        "cell": variant, "gap": gap, "learning_rate": learning_rate, "seed": seed,
+        "solved": result.solved, "sequences_seen": result.sequences_seen,
+        "metric": result.metric, "baseline": result.baseline,
+        "seconds": round(result.seconds, 2), "parameters": model.count_params(),
+    }
+
+
+def describe(row):
+    outcome = (f"solved after {row['sequences_seen']:,} sequences" if row["solved"]
+               else "not solved")
+    return (f"{row['cell']} gap {row['gap']} lr {row['learning_rate']:g} seed {row['seed']}: "
+            f"{outcome}; {row['metric_name']} {row['metric']:.3f} (chance {row['baseline']:.3f}); "
+            f"{row['seconds']:.0f} s")
 
 
 def main(argv=None):
-    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE, full=FULL)
-    out_dir = os.path.join(config.results, RECIPE)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if config.report_only:
-        summary = long_gap.load_summary(out_dir, RECIPE)
+    settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE, full=FULL)
+    out_dir = os.path.join(settings.results, RECIPE)
+    if settings.report_only:
+        summary = sweep.load_summary(out_dir, RECIPE)
     else:
-        summary = long_gap.sweep(config, RECIPE, out_dir)
+        summary = run_sweep(settings, out_dir)
     report(summary, out_dir)
+
+
+def run_sweep(settings, out_dir):
+    """Trains every (variant, gap, learning rate, seed) of `settings` and returns the summary."""
+    untuned = [cell for cell in settings.cells if cell not in tuned.TUNED_LEARNING_RATES]
+    if settings.learning_rate == "tuned" and untuned:
+        flags.fail(f"--learning-rate tuned: no tuned rate for {', '.join(untuned)}; give rates "
+                   "with --learning-rate")
+    with flags.bad_arguments():
+        tasks = {gap: make_task(settings, gap) for gap in settings.gaps}
+    plan = [(settings, cell, gap, learning_rate, seed)
+            for gap in settings.gaps for cell in settings.cells
+            for learning_rate in (settings.learning_rate if settings.learning_rate != "tuned"
+                                  else [tuned.TUNED_LEARNING_RATES[cell]])
+            for seed in range(settings.first_seed, settings.first_seed + settings.seeds)]
+    print(f"{RECIPE}: {len(plan)} runs ({', '.join(settings.cells)}; gaps "
+          f"{', '.join(map(str, settings.gaps))}; {settings.seeds} "
+          f"seed{'s' if settings.seeds > 1 else ''}; {settings.steps:,} steps of "
+          f"{settings.batch_size}), {min(settings.jobs, len(plan))} at a time", flush=True)
+    metric_name = tasks[settings.gaps[0]].metric_name
+    summary = {"recipe": RECIPE, "command": " ".join(["python", *sys.argv]),
+               "config": dataclasses.asdict(settings), "metric_name": metric_name,
+               "machine": kala.provenance.machine(), "wall_seconds": 0, "runs": []}
+    sweep.run(train_run, plan, summary, out_dir, jobs=settings.jobs,
+              describe=lambda row: describe({**row, "metric_name": metric_name}))
+    return summary
 
 
 def _lines(table):
@@ -84,9 +175,7 @@ def plot(runs, table, path):
     each solved run needed (dots) and their median (bar)."""
     from matplotlib import ticker
 
-    import common
-
-    figure, (solved_axes, sequences_axes) = common.new_figure((12, 4.5), columns=2)
+    figure, (solved_axes, sequences_axes) = output.new_figure((12, 4.5), columns=2)
     lines = _lines(table)
     rows = {(row["cell"], row["learning_rate"], row["gap"]): row for row in table}
     gaps = sorted({row["gap"] for row in table})
@@ -122,11 +211,11 @@ def plot(runs, table, path):
     sequences_axes.yaxis.set_minor_locator(ticker.NullLocator())
     sequences_axes.set_ylabel("sequences until solved (dots: seeds)")
     figure.suptitle('The variants on "I grew up in France … I speak fluent French"')
-    common.save_figure(figure, path)
+    output.save_figure(figure, path)
 
 
 def markdown(table, metric_name):
-    """One row per variant (of `long_gap.summarise`'s table): its learning rate and parameters,
+    """One row per variant (of `sweep.summarise`'s table): its learning rate and parameters,
     then for each gap how many seeds solved the task and the median sequences they needed (or,
     where none did, the median final metric)."""
     rows = {(row["cell"], row["learning_rate"], row["gap"]): row for row in table}
@@ -153,11 +242,9 @@ def markdown(table, metric_name):
 
 def report(summary, out_dir):
     """Writes summary.md and lstm_variants.png from the runs of `summary` and prints the table."""
-    import common
-
-    table = long_gap.summarise(summary["runs"])
+    table = sweep.summarise(summary["runs"])
     text = markdown(table, summary["metric_name"])
-    common.write_text(os.path.join(out_dir, "summary.md"), text)
+    output.write_text(os.path.join(out_dir, "summary.md"), text)
     plot(summary["runs"], table, os.path.join(out_dir, f"{RECIPE}.png"))
     print()
     print(text, end="")

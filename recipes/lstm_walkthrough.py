@@ -24,81 +24,124 @@ Run it:
     python recipes/lstm_walkthrough.py               # about 15 seconds on a 2-core CPU
     python recipes/lstm_walkthrough.py --example 3   # another sentence in the figure
     python recipes/lstm_walkthrough.py --smoke       # a tiny run, for the tests
+
+What you should see (2-core CPU): the LSTM solves the task after 19,200 sentences, in 7 s of
+training, then prints the measurements, a line each. Over seeds 0, 1 and 2 (the README's runs),
+the three units' cell state holds the country at the question (η² 0.98 to 0.99) and did not just
+before it (0.01 to 0.02); their forget gates drop to 0.29 to 0.48 at "grew up in", against 0.76
+to 0.87 before that sentence and in the gap; the output gate opens for the answer (0.65 to 0.74
+in the gap, 0.83 to 0.97 at the question).
 """
 
 import dataclasses
 import os
 import sys
+import typing
 
-import cli
+import flags  # First: it quiets TensorFlow's start-up logging.
+import keras
+import numpy as np
+
+import kala
+import kala.provenance
+import output
+import tuned
 
 RECIPE = "lstm_walkthrough"
 # The cells with a cell state to watch (a GRU or a SimpleRNN has none).
-CELL_STATE_CELLS = tuple(variant for variant in cli.VARIANTS
+CELL_STATE_CELLS = tuple(variant for variant in kala.models.VARIANTS
                          if "lstm" in variant.partition("+")[0])
+Cell = typing.Literal[CELL_STATE_CELLS]
+Implementation = typing.Literal["auto", "builtin", "essay"]
 CARRIERS = 3  # Units drawn in the figure.
-
-
-# Setup: the defaults live here, once; every field is also a command-line flag.
-@dataclasses.dataclass
-class Config(cli.RecipeConfig):
-    gap: int = dataclasses.field(default=30, metadata={
-        "help": "words between the country and the question (at least; up to 1.5 times more)"})
-    example: int = dataclasses.field(default=0, metadata={
-        "help": "which test sentence the figure draws (0 to 511)"})
-    # As in the long-gap sweep: the LSTM's rate of its learning-rate search
-    # (long_gap.TUNED_LEARNING_RATES), 64 sentences a step.
-    learning_rate: float = dataclasses.field(default=3e-3, metadata={
-        "help": "Adam's learning rate"})
-    batch_size: int = dataclasses.field(default=64, metadata={"help": "sequences per step"})
-
-
-SMOKE = {"gap": 4, "units": 8, "steps": 20, "batch_size": 8, "eval_every": 10}
 TEST_SIZE = 512
 
 
+@dataclasses.dataclass
+class Settings:
+    gap: int = 30  # words between the country and the question (at least; up to 1.5 times more)
+    example: int = 0  # which test sentence the figure draws (0 to 511)
+    cell: Cell = "lstm"  # a cell with a cell state to watch, and its initialization
+    implementation: Implementation = "auto"  # Keras's layer (cuDNN), the essay's, or auto
+    units: int = 64  # size of the recurrent state
+    steps: int = 3000  # training budget in steps (each step is one batch of fresh sentences)
+    batch_size: int = 64  # sentences per step, as in the long-gap sweep
+    learning_rate: float = tuned.TUNED_LEARNING_RATES["lstm"]  # Adam's rate: the LSTM's tuned rate
+    clipnorm: float = 1.0  # each gradient is clipped to this norm
+    seed: int = 0  # seed of the initial weights and of the training sentences
+    eval_every: int = 100  # steps between evaluations on the test split
+    smoke: bool = False  # a tiny run to check that everything works (seconds on a CPU)
+    export: bool = False  # export the trained model for TF Serving
+    saved_models: str = "saved_models"  # TF Serving model base path for --export
+    model_name: str = ""  # name to export the model under (default: the recipe's name)
+    results: str = "results"  # directory for the results (written into DIR/lstm_walkthrough/)
+    checkpoint_dir: str = ""  # save checkpoints here and resume from them (default: none)
+    logdir: str = ""  # write TensorBoard scalars here (default: none)
+
+
+# A tiny run for the tests: the same code path in a few seconds.
+SMOKE = {"gap": 4, "units": 8, "steps": 20, "batch_size": 8, "eval_every": 10}
+
+
 def main(argv=None):
-    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
-    if config.cell not in CELL_STATE_CELLS:
-        cli.fail(f"--cell {config.cell}: the walkthrough follows a cell state; choose one of "
-                 f"{', '.join(CELL_STATE_CELLS)}")
-    if config.example >= TEST_SIZE:
-        cli.fail(f"--example {config.example}: there are {TEST_SIZE} test sentences (0 to "
-                 f"{TEST_SIZE - 1})")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import numpy as np
+    settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE)
+    if settings.example >= TEST_SIZE:
+        flags.fail(f"--example {settings.example}: there are {TEST_SIZE} test sentences (0 to "
+                   f"{TEST_SIZE - 1})")
+    output.check_export_target(settings, RECIPE)
 
-    import common
-    import kala
+    with flags.bad_arguments():
+        # Data: the long-gap task, 30 to 45 words between the country and the question.
+        task = kala.tasks.LongGap(settings.gap, test_size=TEST_SIZE)
 
-    with cli.bad_arguments_exit():
-        task = kala.tasks.LongGap(config.gap, test_size=TEST_SIZE)
-        keras.utils.set_random_seed(config.seed)
-        model = common.build_model(config.cell, config.units, task,
-                                   implementation=config.implementation)
+        # Model: an embedding, the LSTM, and a softmax over the languages at the end.
+        keras.utils.set_random_seed(settings.seed)
+        cell, _, initialization = settings.cell.partition("+")
+        model = kala.build_model(
+            cell, settings.units, initialization=initialization or "default",
+            max_lag=task.max_length if initialization == "chrono" else None,
+            implementation=settings.implementation, **task.model_options)
 
-    # Train: until fewer than 5% of the test sentences get the wrong language.
-    run_name = cli.run_name(config, SMOKE, ["cell", "gap", "seed"])
-    result = common.run_recipe(RECIPE, config, task, model, run_name)
+        # Train: until fewer than 5% of the test sentences get the wrong language.
+        trainer = kala.Trainer(
+            model, task, steps=settings.steps, batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, clipnorm=settings.clipnorm,
+            seed=settings.seed, eval_every=settings.eval_every,
+            checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None)
+    output.starting(RECIPE, settings, task, model)
+    try:
+        result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
+    except KeyboardInterrupt:
+        output.interrupted(RECIPE, trainer, settings.checkpoint_dir)
+    run_name = output.run_name(settings, SMOKE, ["cell", "gap", "seed"])
+    out_dir = os.path.join(settings.results, RECIPE)
+    path = os.path.join(out_dir, f"{run_name}.json")
+    output.write_json(path, output.run_record(RECIPE, settings, trainer, result,
+                                              output.outcome(result)))
+    print(f"result written to {path}")
+    if settings.export:
+        output.export(model, task, settings, RECIPE)
+    print(output.summary_line(RECIPE, settings.cell, settings.batch_size, result))
 
     # Watch: every gate at every word of the test sentences, from the trained weights.
     tokens, languages = (np.concatenate(parts) for parts in
                          zip(*task.test_dataset().as_numpy_iterator()))
     values = kala.cells.watch(model, tokens)
     guesses = np.argmax(keras.ops.convert_to_numpy(model(tokens)), axis=-1)
+
+    # Report: the measurements as JSON and in words, and one sentence drawn.
     measured = measure(task, tokens, languages, values)
     measured.update({
         "recipe": RECIPE, "command": " ".join(["python", *sys.argv]),
-        "config": dataclasses.asdict(config), "machine": common.machine(),
+        "config": dataclasses.asdict(settings), "machine": kala.provenance.machine(),
         "solved": result.solved, "sequences_seen": result.sequences_seen,
         "test_error_rate": result.metric, "baseline": result.baseline,
     })
-    out_dir = os.path.join(config.results, RECIPE)
     name = f"gates-{run_name}"
-    common.write_json(os.path.join(out_dir, f"{name}.json"), measured)
-    plot(task, tokens[config.example], languages[config.example], guesses[config.example],
-         {name: value[config.example] for name, value in values.items()},
+    output.write_json(os.path.join(out_dir, f"{name}.json"), measured)
+    example = settings.example
+    plot(task, tokens[example], languages[example], guesses[example],
+         {name: value[example] for name, value in values.items()},
          measured["carriers"], os.path.join(out_dir, f"{name}.png"))
     print(describe(measured))
     print(f"written to {out_dir}/{name}.json and {name}.png")
@@ -107,8 +150,6 @@ def main(argv=None):
 def explained_variance(values, labels):
     """η² of each column of `values` (N, H) by the classes in `labels` (N): the share of its
     variance that the class means explain."""
-    import numpy as np
-
     total = ((values - values.mean(axis=0)) ** 2).sum(axis=0)
     between = sum((labels == label).sum() * (values[labels == label].mean(axis=0)
                                              - values.mean(axis=0)) ** 2
@@ -118,8 +159,6 @@ def explained_variance(values, labels):
 
 def measure(task, tokens, languages, values):
     """What the gates and the cell state do around the country, in numbers (see the docstring)."""
-    import numpy as np
-
     rows = np.arange(len(tokens))
     # The country is the word after "in" (only "i grew up in" has it); the distractor countries
     # follow "visited"; the question is the last three words.
@@ -213,10 +252,8 @@ def describe(measured):
 
 def plot(task, tokens, language, guess, values, carriers, path):
     """The gates and the cell state of the `carriers` along one sentence, a row each."""
-    import common
-
     rows = [name for name in ("forget", "input", "output", "cell") if name in values]
-    figure, axes = common.new_figure((13, 2.1 * len(rows) + 1), rows=len(rows))
+    figure, axes = output.new_figure((13, 2.1 * len(rows) + 1), rows=len(rows))
     words = [task.vocabulary[token] for token in tokens]
     country = words.index("in") + 1
     for row, name in zip(axes, rows):
@@ -237,7 +274,7 @@ def plot(task, tokens, language, guess, values, carriers, path):
         row.set_xticklabels([])
     figure.suptitle(f"{task.countries[language]} → {task.languages[language]} (the model says "
                     f"{task.languages[guess]}); green: the country, red: other countries")
-    common.save_figure(figure, path)
+    output.save_figure(figure, path)
 
 
 if __name__ == "__main__":

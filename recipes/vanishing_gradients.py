@@ -12,42 +12,107 @@ Each cell is measured with several seeds; the figure draws each seed thinly and 
 seeds boldly. The README explains what it shows.
 
 Run it:
-    python recipes/vanishing_gradients.py            # results/vanishing_gradients/
+    python recipes/vanishing_gradients.py            # results/vanishing_gradients/: 2.5 minutes
     python recipes/vanishing_gradients.py --smoke    # a tiny run, for the tests
+
+What you should see (2-core CPU): a line per cell and seed, with the gradient at distance 99
+over the gradient at distance 0. At initialization it is 5·10^-8 to 2·10^-7 for the LSTM and
+2·10^-3 to 8·10^-3 for the SimpleRNN: the untrained LSTM's gradient fades faster. After training
+it is the other way round: the LSTM, which solves the task in every seed, passes gradient back
+across the whole sequence (a ratio of 1 to 7), while the SimpleRNN's, which solves it in none,
+collapses to 0 in float32 (or 5·10^-16) far back.
 """
 
 import dataclasses
 import os
+import sys
+import typing
 
-import cli
+import flags  # First: it quiets TensorFlow's start-up logging.
+import keras
+import numpy as np
+import tensorflow as tf
+
+import kala
+import kala.provenance
+import output
 
 RECIPE = "vanishing_gradients"
+Cell = typing.Literal[kala.models.VARIANTS]
 
 
-# Setup: the defaults live here, once; every field is also a command-line flag.
 @dataclasses.dataclass
-class Config:
-    cells: str = dataclasses.field(default="simple_rnn,lstm", metadata={
-        "help": "comma-separated cells to measure"})
-    seq_len: int = dataclasses.field(default=100, metadata={"help": "T of the adding problem"})
-    units: int = dataclasses.field(default=64, metadata={"help": "size of the recurrent state"})
-    steps: int = dataclasses.field(default=3000, metadata={"help": "training budget in steps"})
-    batch_size: int = dataclasses.field(default=32, metadata={"help": "sequences per step"})
-    learning_rate: float = dataclasses.field(default=1e-2, metadata={"help": "Adam's rate"})
-    seeds: int = dataclasses.field(default=3, metadata={
-        "help": "seeds per cell (0, 1, ...): each sets the weights and the training data"})
-    smoke: bool = dataclasses.field(default=False, metadata={"help": "a tiny run for the tests"})
-    results: str = dataclasses.field(default="results", metadata={
-        "help": "directory for gradients.json and gradients.png (in DIR/vanishing_gradients/)"})
+class Settings:
+    cells: tuple[Cell, ...] = ("simple_rnn", "lstm")  # the cells to measure
+    seq_len: int = 100  # T of the adding problem
+    units: int = 64  # size of the recurrent state
+    steps: int = 3000  # training budget in steps
+    batch_size: int = 32  # sequences per step
+    learning_rate: float = 1e-2  # Adam's learning rate
+    seeds: int = 3  # seeds per cell (0, 1, ...): each sets the weights and the training data
+    smoke: bool = False  # a tiny run for the tests
+    results: str = "results"  # writes gradients.json and gradients.png into DIR/vanishing_gradients/
 
 
 SMOKE = {"seq_len": 10, "units": 8, "steps": 20, "batch_size": 8, "seeds": 2}
 
 
+def main(argv=None):
+    settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE)
+    with flags.bad_arguments():
+        task = kala.tasks.AddingProblem(settings.seq_len, test_size=256)
+    # Data: one fixed batch of test sequences, the same for every cell and both measurements.
+    inputs, targets = next(iter(task.test_dataset()))
+
+    measured = {}
+    for variant in settings.cells:
+        runs = []
+        for seed in range(settings.seeds):
+            # Model: as in the adding recipe, started from this seed.
+            keras.utils.set_random_seed(seed)
+            cell, _, initialization = variant.partition("+")
+            model = kala.build_model(
+                cell, settings.units, initialization=initialization or "default",
+                max_lag=task.max_length if initialization == "chrono" else None,
+                **task.model_options)
+            # Measure, train, measure again.
+            initial = gradient_by_distance(model, task, inputs, targets)
+            try:
+                result = kala.train(model, task, steps=settings.steps,
+                                    batch_size=settings.batch_size,
+                                    learning_rate=settings.learning_rate, seed=seed)
+            except KeyboardInterrupt:
+                print(f"\n{RECIPE}: interrupted; nothing written", file=sys.stderr)
+                sys.exit(flags.EXIT_INTERRUPTED)
+            trained = gradient_by_distance(model, task, inputs, targets)
+            runs.append({"seed": seed, "initial": initial, "trained": trained,
+                         "solved": result.solved, "sequences_seen": result.sequences_seen,
+                         "metric": result.metric, "steps": result.steps,
+                         "seconds": round(result.seconds, 2)})
+            print(f"{variant} seed {seed}: gradient at distance {len(initial) - 1} / at distance "
+                  f"0: {ratio(initial)} initially, {ratio(trained)} after training "
+                  f"({'solved' if result.solved else 'not solved'}, {result.steps:,} steps, test "
+                  f"mse {result.metric:.4f}, {result.seconds:.0f} s)", flush=True)
+        # The bold curves: the median over the seeds, distance by distance.
+        measured[variant] = {
+            "initial": np.median([run["initial"] for run in runs], axis=0).tolist(),
+            "trained": np.median([run["trained"] for run in runs], axis=0).tolist(),
+            "runs": runs,
+        }
+
+    # Report: the curves as JSON, and the figure.
+    out_dir = os.path.join(settings.results, RECIPE)
+    output.write_json(os.path.join(out_dir, "gradients.json"), {
+        "recipe": RECIPE, "config": dataclasses.asdict(settings),
+        "machine": kala.provenance.machine(), "distance": list(range(settings.seq_len)),
+        "cells": measured,
+    })
+    plot(measured, os.path.join(out_dir, "gradients.png"), settings.seq_len)
+    print(f"written to {out_dir}/gradients.json and gradients.png")
+
+
 def gradient_by_distance(model, task, inputs, targets):
     """Mean over the batch of ‖∂loss/∂x_t‖, indexed by the distance T − 1 − t to the end."""
-    import tensorflow as tf
-
     inputs = tf.constant(inputs)
     with tf.GradientTape() as tape:
         tape.watch(inputs)
@@ -57,12 +122,14 @@ def gradient_by_distance(model, task, inputs, targets):
     return per_step.numpy()[::-1].tolist()
 
 
+def ratio(curve):
+    return f"{curve[-1] / curve[0]:.2e}" if curve[0] > 0 else "undefined (0 at distance 0)"
+
+
 def plot(measured, path, seq_len):
     """The gradient norm against the distance (log axis): dashed initial, solid trained; the
     median over seeds bold, each seed thin."""
-    import common
-
-    figure, axes = common.new_figure((6.5, 4))
+    figure, axes = output.new_figure((6.5, 4))
     for index, (cell, curves) in enumerate(measured.items()):
         color = f"C{index}"
         for run in curves["runs"]:
@@ -77,59 +144,7 @@ def plot(measured, path, seq_len):
     axes.set_ylabel("mean ‖∂loss/∂x_t‖")
     axes.set_title(f"Gradient reaching back into an adding-problem sequence (T = {seq_len})")
     axes.legend()
-    common.save_figure(figure, path)
-
-
-def main(argv=None):
-    config = cli.parse_config(Config, __doc__, argv, smoke=SMOKE)
-    cells = cli.parse_cells(config.cells)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import numpy as np
-
-    import common
-    import kala
-
-    with cli.bad_arguments_exit():
-        task = kala.tasks.AddingProblem(config.seq_len, test_size=256)
-    # Data: one fixed batch of test sequences, the same for every cell and both measurements.
-    inputs, targets = next(iter(task.test_dataset()))
-
-    measured = {}
-    for cell in cells:
-        runs = []
-        for seed in range(config.seeds):
-            keras.utils.set_random_seed(seed)
-            model = common.build_model(cell, config.units, task)
-            initial = gradient_by_distance(model, task, inputs, targets)
-            result = kala.train(model, task, steps=config.steps, batch_size=config.batch_size,
-                                learning_rate=config.learning_rate, seed=seed)
-            trained = gradient_by_distance(model, task, inputs, targets)
-            runs.append({"seed": seed, "initial": initial, "trained": trained,
-                         "solved": result.solved, "sequences_seen": result.sequences_seen,
-                         "metric": result.metric, "steps": result.steps,
-                         "seconds": round(result.seconds, 2)})
-            print(f"{cell} seed {seed}: gradient at distance {len(initial) - 1} / at distance 0: "
-                  f"{ratio(initial)} initially, {ratio(trained)} after training "
-                  f"({'solved' if result.solved else 'not solved'}, {result.steps:,} steps, test "
-                  f"mse {result.metric:.4f}, {result.seconds:.0f} s)", flush=True)
-        measured[cell] = {
-            "initial": np.median([run["initial"] for run in runs], axis=0).tolist(),
-            "trained": np.median([run["trained"] for run in runs], axis=0).tolist(),
-            "runs": runs,
-        }
-
-    out_dir = os.path.join(config.results, RECIPE)
-    common.write_json(os.path.join(out_dir, "gradients.json"), {
-        "recipe": RECIPE, "config": dataclasses.asdict(config), "machine": common.machine(),
-        "distance": list(range(config.seq_len)), "cells": measured,
-    })
-    plot(measured, os.path.join(out_dir, "gradients.png"), config.seq_len)
-    print(f"written to {out_dir}/gradients.json and gradients.png")
-
-
-def ratio(curve):
-    return f"{curve[-1] / curve[0]:.2e}" if curve[0] > 0 else "undefined (0 at distance 0)"
+    output.save_figure(figure, path)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 among distracting text). With a short gap a SimpleRNN and an LSTM both learn to connect the
 country to the language; with a longer gap the LSTM still does within the budget and the
 SimpleRNN stays at chance. Both cells get the same units, budget and learning rate (3e-3, the
-LSTM's tuned rate in recipes/long_gap.py). This is the claim at a small scale and budget; the
+LSTM's tuned rate in recipes/tuned.py). This is the claim at a small scale and budget; the
 recipe's sweep, each cell at its own tuned rate, is the measurement the README quotes. About a
 minute and a half on a 2-core CPU.
 """

@@ -134,8 +134,8 @@ def test_report_only_without_a_comparison_ends_with_one_line(tmp_path):
 @pytest.mark.parametrize("arguments, message", [
     (["--seeds", "0"], "argument --seeds: expected a positive number, got '0'"),
     (["--search-steps", "-3"], "argument --search-steps: expected a positive number"),
-    (["--learning-rates", "1e-3,fast"], "--learning-rates expects comma-separated float values"),
-    (["--cells", "rnn,lstm"], "--cells: unknown rnn"),
+    (["--learning-rates", "1e-3,fast"], "argument --learning-rates: expected a number, got 'fast'"),
+    (["--cells", "rnn,lstm"], "argument --cells: invalid choice: 'rnn'"),
 ])
 def test_bad_comparison_arguments_end_with_one_line_before_any_training(arguments, message):
     process = run_python(["recipes/char_cells_compared.py", *arguments])

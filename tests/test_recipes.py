@@ -1,11 +1,17 @@
 """The recipes end to end, as a user runs them: `--smoke`, `--export`, `--help`, bad arguments."""
 
+import ast
+import dataclasses
+import functools
+import glob
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import typing
 
 import numpy as np
 import pytest
@@ -55,13 +61,19 @@ def test_smoke_run_trains_reports_and_exports(tmp_path, recipe):
     assert np.all(np.isfinite(answer))
 
 
+@functools.cache
+def help_of(recipe):
+    """What `python recipes/RECIPE.py --help` prints (it must exit 0)."""
+    process = run_python([f"recipes/{recipe}.py", "--help"])
+    assert process.returncode == 0, process.stderr[-3000:]
+    return process.stdout
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_help_lists_the_flags(recipe):
-    process = run_python([f"recipes/{recipe}.py", "--help"])
-    assert process.returncode == 0
     for flag in ("--cell", "--units", "--seq-len", "--steps", "--batch-size", "--learning-rate",
                  "--seed", "--smoke", "--export", "--saved-models", "--results"):
-        assert flag in process.stdout
+        assert flag in help_of(recipe)
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -94,7 +106,7 @@ def test_a_file_where_a_directory_belongs_exits_2(tmp_path):
 
 
 def recipe_module(name):
-    """A module of recipes/, imported as the recipes import each other."""
+    """A module of recipes/, imported as a recipe imports its helpers."""
     sys.path.insert(0, os.path.join(ROOT, "recipes"))
     try:
         return importlib.import_module(name)
@@ -102,11 +114,49 @@ def recipe_module(name):
         sys.path.pop(0)
 
 
-def test_the_command_line_offers_exactly_the_library_cells():
-    cli = recipe_module("cli")
-    assert tuple(cli.CELLS) == tuple(kala.models.CELLS)
-    assert cli.INITIALIZATIONS == {name: cells for name, cells in
-                                   kala.models.INITIALIZATIONS.items() if name != "default"}
+# What the recipes import; every other file of recipes/ is a lesson, run on its own.
+HELPERS = ("flags", "output", "sweep", "tuned")
+LESSONS = sorted(os.path.splitext(os.path.basename(path))[0]
+                 for path in glob.glob(os.path.join(ROOT, "recipes", "*.py"))
+                 if os.path.splitext(os.path.basename(path))[0] not in HELPERS)
+
+
+def literal_choices(kind):
+    """The values of the `typing.Literal`s in a type (inside tuples and unions too)."""
+    if typing.get_origin(kind) is typing.Literal:
+        return list(typing.get_args(kind))
+    return [choice for member in typing.get_args(kind) for choice in literal_choices(member)]
+
+
+def test_every_lesson_imports_no_other_lesson():
+    assert {"adding_problem", "long_gap", "lstm_variants"} <= set(LESSONS)
+    for name in LESSONS + list(HELPERS):
+        with open(os.path.join(ROOT, "recipes", f"{name}.py")) as file:
+            tree = ast.parse(file.read())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+        assert not imported & set(LESSONS), f"recipes/{name}.py imports {imported & set(LESSONS)}"
+
+
+@pytest.mark.parametrize("recipe", LESSONS)
+def test_help_lists_the_choices_of_every_flag_that_has_them(recipe):
+    text = help_of(recipe)
+    fields = {field.name: literal_choices(field.type)
+              for field in dataclasses.fields(recipe_module(recipe).Settings)}
+    assert any(fields.values()), f"{recipe}: no flag with choices"
+    for name, choices in fields.items():
+        if not choices:
+            continue
+        # The flag's entry, from its name to the next flag, ends with its choices.
+        flag = "--" + name.replace("_", "-")
+        entry = re.search(rf"^  {flag} .*?(?=^  -|\Z)", text, re.MULTILINE | re.DOTALL).group(0)
+        assert "choices:" in entry, f"{recipe} {flag}: {entry}"
+        listed = set(re.split(r"[\s,;()]+", entry.split("choices:")[1]))
+        assert set(map(str, choices)) <= listed, f"{recipe} {flag}: {entry}"
+    if "cell" in fields:
+        assert "lstm+chrono" in fields["cell"]
 
 
 @pytest.mark.parametrize("cell, implementation", [
@@ -159,11 +209,14 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
 
 
 def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
-    adding_problem, cli = recipe_module("adding_problem"), recipe_module("cli")
+    adding_problem, flags, output = (recipe_module(name)
+                                     for name in ("adding_problem", "flags", "output"))
 
-    def name(*flags):
-        config = cli.parse_config(adding_problem.Config, "", list(flags), adding_problem.SMOKE)
-        return cli.run_name(config, adding_problem.SMOKE, ["definition", "cell", "seq_len", "seed"])
+    def name(*arguments):
+        settings = flags.parse(adding_problem.Settings, "", list(arguments),
+                               smoke=adding_problem.SMOKE)
+        return output.run_name(settings, adding_problem.SMOKE,
+                               ["definition", "cell", "seq_len", "seed"])
 
     assert name() == "2016-lstm-T100-seed0"
     assert name("--seed", "2", "--cell", "gru", "--export") == "2016-gru-T100-seed2"
@@ -173,8 +226,8 @@ def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
     assert name("--smoke", "--steps", "3000") == "2016-lstm-T20-seed0-steps3000-smoke"
     # A path names its file, so the result stays in DIR/<recipe>/.
     char_language_model = recipe_module("char_language_model")
-    config = cli.parse_config(char_language_model.Config, "", ["--text", "/data/books/emma.txt"])
-    assert cli.run_name(config, char_language_model.SMOKE, ["cell", "seed"]) == (
+    settings = flags.parse(char_language_model.Settings, "", ["--text", "/data/books/emma.txt"])
+    assert output.run_name(settings, char_language_model.SMOKE, ["cell", "seed"]) == (
         "lstm-seed0-textemma.txt")
 
 
@@ -198,11 +251,11 @@ def test_long_gap_smoke_sweep_writes_its_summary(tmp_path, task):
             assert key in run
         assert (run["sequences_seen"] is None) == (not run["solved"])
     # Under the default `--learning-rate tuned`, each cell trains at its own tuned rate.
-    long_gap = recipe_module("long_gap")
+    tuned = recipe_module("tuned")
     assert {(run["cell"], run["learning_rate"]) for run in summary["runs"]} == {
-        (cell, long_gap.TUNED_LEARNING_RATES[cell]) for cell in ("simple_rnn", "lstm")}
+        (cell, tuned.TUNED_LEARNING_RATES[cell]) for cell in ("simple_rnn", "lstm")}
     table = (tmp_path / "long_gap" / "summary.md").read_text()
-    row = (f"| lstm | {long_gap.TUNED_LEARNING_RATES['lstm']:g} | "
+    row = (f"| lstm | {tuned.TUNED_LEARNING_RATES['lstm']:g} | "
            f"{summary['runs'][-1]['parameters']:,} | 4 |")
     assert table.count("\n") == 2 + 4 and row in table
     assert row in process.stdout  # The table is printed too.
@@ -230,7 +283,7 @@ def test_long_gap_learning_rate_grid_in_parallel_matches_one_at_a_time(tmp_path)
 
 
 def test_the_best_learning_rate_solves_most_runs_then_needs_fewest_sequences():
-    long_gap = recipe_module("long_gap")
+    sweep = recipe_module("sweep")
 
     def run(cell, rate, sequences):
         return {"cell": cell, "learning_rate": rate, "solved": sequences is not None,
@@ -240,7 +293,7 @@ def test_the_best_learning_rate_solves_most_runs_then_needs_fewest_sequences():
             run("lstm", 0.003, 9000), run("lstm", 0.003, 8000),  # 2 solved, 17,000 sequences
             run("lstm", 0.001, 4000), run("lstm", 0.001, 6000),  # 2 solved, 10,000 sequences
             run("gru", 0.01, None), run("gru", 0.001, None)]  # none solved: the first rate
-    assert long_gap.best_learning_rates(runs) == {"lstm": 0.001, "gru": 0.01}
+    assert sweep.best_learning_rates(runs) == {"lstm": 0.001, "gru": 0.01}
 
 
 def test_ctrl_c_ends_a_parallel_sweep_and_keeps_the_finished_runs(tmp_path):
@@ -263,11 +316,11 @@ def test_ctrl_c_ends_a_parallel_sweep_and_keeps_the_finished_runs(tmp_path):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--cells", "lstm,transformer"], "unknown transformer"),
-    (["--gaps", "10,many"], "--gaps expects comma-separated int values"),
-    (["--gaps", "10,0"], "--gaps expects positive values"),
-    (["--learning-rate", "fast"], "--learning-rate expects comma-separated float values"),
-    (["--learning-rate", "1e-3,-1"], "--learning-rate expects positive values"),
+    (["--cells", "lstm,transformer"], "--cells: invalid choice: 'transformer'"),
+    (["--gaps", "10,many"], "--gaps: expected an integer, got 'many'"),
+    (["--gaps", "10,0"], "--gaps: expected a positive number, got '0'"),
+    (["--learning-rate", "fast"], "--learning-rate: invalid choice: 'fast' (choose from tuned)"),
+    (["--learning-rate", "1e-3,-1"], "expected a positive number, got '-1'"),
     (["--smoke", "--full"], "--smoke and --full exclude each other"),
     (["--position", "middle"], "invalid choice: 'middle'"),
 ])
@@ -311,10 +364,8 @@ def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
                              "--report-only", "--text", "--smoke", "--results"]),
 ])
 def test_help_of_the_experiments_lists_their_flags(recipe, flags):
-    process = run_python([f"recipes/{recipe}.py", "--help"])
-    assert process.returncode == 0
     for flag in flags:
-        assert flag in process.stdout
+        assert flag in help_of(recipe)
 
 
 def test_position_shortcut_smoke_tests_every_shift(tmp_path):
@@ -336,10 +387,11 @@ def test_position_shortcut_smoke_tests_every_shift(tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--shifts=-100,0"], "leaves less than one word"),
-    (["--shifts", "0,far"], "--shifts expects comma-separated int values"),
-    (["--cells", "rnn"], "unknown rnn"),
+    (["--shifts", "0,far"], "--shifts: expected an integer, got 'far'"),
+    (["--cells", "rnn"], "--cells: invalid choice: 'rnn'"),
     (["--cells", "gru"], "no rate measured for gru"),
-    (["--learning-rate", "1e-3,1e-2"], "expects 'best' or one rate"),
+    (["--learning-rate", "1e-3,1e-2"], "invalid choice: '1e-3,1e-2' (choose from best); or "
+                                       "expected a number"),
 ])
 def test_position_shortcut_bad_arguments_exit_2(arguments, message):
     process = run_python(["recipes/position_shortcut.py", *arguments])
@@ -378,7 +430,7 @@ def test_long_gap_report_only_tabulates_an_earlier_sweep(tmp_path):
 # --- Inside the LSTM: the variants compared, and the gates watched. ------------------------------
 
 def test_lstm_variants_smoke_sweep_runs_each_variant_at_its_tuned_rate(tmp_path):
-    long_gap = recipe_module("long_gap")
+    tuned = recipe_module("tuned")
     process = run_python(["recipes/lstm_variants.py", "--smoke", "--results", str(tmp_path)])
     assert process.returncode == 0, process.stderr[-3000:]
     with open(tmp_path / "lstm_variants" / "summary.json") as file:
@@ -386,12 +438,13 @@ def test_lstm_variants_smoke_sweep_runs_each_variant_at_its_tuned_rate(tmp_path)
     variants = ["lstm1997", "lstm+chrono", "peephole_lstm", "coupled_lstm"]
     assert [run["cell"] for run in summary["runs"]] == variants
     for run in summary["runs"]:
-        assert run["learning_rate"] == long_gap.TUNED_LEARNING_RATES[run["cell"]]
+        assert run["learning_rate"] == tuned.TUNED_LEARNING_RATES[run["cell"]]
     table = (tmp_path / "lstm_variants" / "summary.md").read_text()
     assert all(f"| {variant} |" in table for variant in variants)
     assert (tmp_path / "lstm_variants" / "lstm_variants.png").stat().st_size > 10_000
     # The full comparison has a rate for every variant, from the same search.
-    assert set(recipe_module("lstm_variants").VARIANTS) <= set(long_gap.TUNED_LEARNING_RATES)
+    contestants = recipe_module("lstm_variants").Settings().cells
+    assert len(contestants) == 9 and set(contestants) <= set(tuned.TUNED_LEARNING_RATES)
 
 
 def test_lstm_walkthrough_smoke_watches_the_gates_of_the_trained_model(tmp_path):
@@ -433,10 +486,10 @@ def test_the_walkthrough_finds_the_unit_that_stores_the_country():
 
 
 @pytest.mark.parametrize("recipe, arguments, message", [
-    ("lstm_walkthrough", ["--cell", "gru"], "the walkthrough follows a cell state"),
+    ("lstm_walkthrough", ["--cell", "gru"], "invalid choice: 'gru' (choose from lstm, "),
     ("lstm_walkthrough", ["--example", "512"], "there are 512 test sentences"),
     ("lstm_walkthrough", ["--example=-1"], "expected an integer >= 0, got '-1'"),
-    ("lstm_variants", ["--cells", "lstm+irnn"], "unknown lstm+irnn"),
+    ("lstm_variants", ["--cells", "lstm+irnn"], "--cells: invalid choice: 'lstm+irnn'"),
     ("adding_problem", ["--cell", "coupled_lstm", "--implementation", "builtin"],
      "Keras has no built-in layer for cell 'coupled_lstm'"),
 ])
@@ -446,9 +499,11 @@ def test_inside_the_lstm_bad_arguments_exit_2(recipe, arguments, message):
     assert "Traceback" not in process.stderr
 
 
-def test_settings_counted_from_zero_take_zero():
-    cli = recipe_module("cli")
+def test_settings_counted_from_zero_take_zero_and_shifts_take_either_sign():
+    flags = recipe_module("flags")
     for recipe, flag in [("lstm_walkthrough", "--example"), ("long_gap", "--first-seed"),
                          ("adding_problem", "--seed")]:
-        config = cli.parse_config(recipe_module(recipe).Config, "", [flag, "0"])
-        assert getattr(config, flag[2:].replace("-", "_")) == 0
+        settings = flags.parse(recipe_module(recipe).Settings, "", [flag, "0"])
+        assert getattr(settings, flag[2:].replace("-", "_")) == 0
+    settings = flags.parse(recipe_module("position_shortcut").Settings, "", ["--shifts=-5,0,5"])
+    assert settings.shifts == (-5, 0, 5)

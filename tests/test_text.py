@@ -49,6 +49,17 @@ def test_the_standard_library_corpus_is_the_listed_modules_in_order():
     assert found.describe()["sha256"] == found.sha256 and len(found.sha256) == 64
 
 
+def test_load_corpus_reads_the_corpus_a_run_names(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_text(TEXT)
+    assert text.load_corpus(text_path=str(path)) == text.read_corpus(str(path))
+    assert text.load_corpus().sha256 == text.stdlib_corpus().sha256
+    with pytest.raises(ValueError, match="--text and --tfds exclude each other"):
+        text.load_corpus(str(path), "tiny_shakespeare")
+    with pytest.raises(ValueError, match="missing.txt: no such file"):
+        text.load_corpus(str(tmp_path / "missing.txt"))
+
+
 def test_windows_read_the_training_part_and_validation_reads_the_rest():
     task = text.CharLanguageModel(corpus(TEXT + "é"), 16, validation_fraction=0.25)
     split = int(round(len(TEXT + "é") * 0.75))
@@ -194,6 +205,21 @@ def test_the_recipe_ends_a_bad_corpus_with_one_line_and_exit_2(tmp_path, content
     lines = [line for line in process.stderr.splitlines() if "char_language_model.py" in line]
     assert len(lines) == 1 and "Traceback" not in process.stderr
     assert re.search(message, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("recipe, arguments, message", [
+    ("char_language_model", ["--prime", ""], "--prime must hold at least one character"),
+    ("char_language_model", ["--temperature", "0"], "argument --temperature: expected a positive"),
+    ("char_cells_compared", ["--text", "a.txt", "--tfds", "tiny_shakespeare"],
+     "--text and --tfds exclude each other"),
+])
+def test_the_recipes_refuse_bad_sampling_and_corpus_flags_before_training(
+        tmp_path, recipe, arguments, message):
+    process = run_python([f"recipes/{recipe}.py", *arguments, "--results", str(tmp_path)])
+    assert process.returncode == 2 and "Traceback" not in process.stderr
+    lines = [line for line in process.stderr.splitlines() if f"{recipe}.py" in line]
+    assert len(lines) == 1 and message in lines[0], process.stderr[-2000:]
+    assert not (tmp_path / recipe).exists()
 
 
 def test_tfds_offline_says_a_download_is_needed(tmp_path):
