@@ -196,3 +196,41 @@ def bits_per_char(ids, probabilities):
     came = ids[:, 1:]
     chosen = np.take_along_axis(probabilities[:, :-1], came[..., None], axis=-1)[..., 0]
     return float(-np.mean(np.log2(np.maximum(chosen, 1e-12))))
+
+
+def read_model(model, untrained, task, bracket_pieces=16, cell_characters=32_000, cell_pieces=8):
+    """What a trained character model of code does with the long-range structure of its task's
+    validation text, next to the same network before training (`untrained`):
+
+    - `carried_state_bits_per_char` and `closing_brackets`: the validation text read in
+      `bracket_pieces` pieces with the state carried through each (training reads short
+      windows), and how often the most likely next character is the closing bracket that comes,
+      by the distance back to its opening bracket;
+    - `readable_cells`: for each feature of `FEATURES`, read on the first `cell_characters` of
+      the validation text in `cell_pieces` pieces, the cell whose state correlates best with
+      it, its r, and the best |r| among the untrained network's cells.
+
+    A short text is read in fewer pieces, each of at least 2 characters. Returns that dict and,
+    for drawing, the cells' states over the text they were read on, and that text.
+    """
+    text = task.validation_text
+    bracket_pieces = min(bracket_pieces, len(text) // 2)
+    ids, probabilities = run_over(model, task, text, bracket_pieces)
+    cell_text = text[:cell_characters]
+    cell_pieces = min(cell_pieces, len(cell_text) // 2)
+    features = code_features(cell_text[:len(cell_text) // cell_pieces * cell_pieces])
+    states = cell_states(model, task, cell_text, cell_pieces)
+    trained = correlations(states, features)
+    before = correlations(cell_states(untrained, task, cell_text, cell_pieces), features)
+    cells = {}
+    for name in FEATURES:
+        best = int(np.argmax(np.abs(trained[name])))
+        cells[name] = {"cell": best, "r": float(trained[name][best]),
+                       "untrained_best_abs_r": float(np.max(np.abs(before[name])))}
+    reading = {
+        "carried_state_pieces": bracket_pieces,
+        "carried_state_bits_per_char": bits_per_char(ids, probabilities),
+        "closing_brackets": closing_brackets(text, ids, probabilities),
+        "readable_cells": cells,
+    }
+    return reading, states, cell_text

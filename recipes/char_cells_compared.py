@@ -191,17 +191,9 @@ def trained(run, task, out_dir, part):
         [run.prime], run.sample_length, run.temperature, result.steps)[0].numpy().decode("utf-8")
     characters = result.steps * run.batch_size * run.seq_len
 
-    # Read it as recipes/char_language_model.py does: the validation part in 16 pieces, the
-    # state carried, for the brackets; its first 32,000 characters in 8, for the cells.
-    started, text = time.perf_counter(), task.validation_text
-    pieces, cell_text = min(16, len(text) // 2), text[:32_000]
-    ids, probabilities = kala.reading.run_over(model, task, text, pieces)
-    cell_pieces = min(8, len(cell_text) // 2)
-    features = kala.reading.code_features(cell_text[:len(cell_text) // cell_pieces * cell_pieces])
-    after, before = (kala.reading.correlations(
-        kala.reading.cell_states(network, task, cell_text, cell_pieces), features)
-        for network in (model, untrained))
-    best_cells = {name: int(np.argmax(np.abs(after[name]))) for name in kala.reading.FEATURES}
+    # Read it as recipes/char_language_model.py does: the brackets it foresees, its cells.
+    started = time.perf_counter()
+    reading, _, _ = kala.reading.read_model(model, untrained, task)
 
     # The run's JSON, as recipes/char_language_model.py writes it (without the cells' figure).
     record = output.run_record("char_language_model", run, trainer, result, {
@@ -211,12 +203,7 @@ def trained(run, task, out_dir, part):
         "temperature": run.temperature, "parameters": model.count_params(), "steps": result.steps,
         "characters_trained_on": characters,
         "characters_per_second": round(characters / result.seconds),
-        "seconds": round(result.seconds, 2), "carried_state_pieces": pieces,
-        "carried_state_bits_per_char": kala.reading.bits_per_char(ids, probabilities),
-        "closing_brackets": kala.reading.closing_brackets(text, ids, probabilities),
-        "readable_cells": {name: {"cell": cell, "r": float(after[name][cell]),
-                                  "untrained_best_abs_r": float(np.max(np.abs(before[name])))}
-                           for name, cell in best_cells.items()},
+        "seconds": round(result.seconds, 2), **reading,
         "reading_seconds": round(time.perf_counter() - started, 2),
         "samples": [{"step": result.steps, "bits_per_char": result.metric, "text": sample}]})
     output.write_json(path, record)

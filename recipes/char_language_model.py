@@ -157,7 +157,9 @@ def main(argv=None):
     # Read the model: the closing brackets it foresees and the cells that follow the code,
     # trained and untrained; the best cells drawn on a piece of code.
     started = time.perf_counter()
-    reading, snippet = read_model(model, untrained, task)
+    reading, states, cell_text = kala.reading.read_model(
+        model, untrained, task, BRACKET_PIECES, CELL_CHARACTERS, CELL_PIECES)
+    snippet = snippet_of(states, cell_text)
     run_name = output.run_name(settings, SMOKE, ["cell", "seed"])
     path = os.path.join(settings.results, RECIPE, f"{run_name}-cells.png")
     draw_cells(reading["readable_cells"], snippet, path,
@@ -193,48 +195,17 @@ def main(argv=None):
           f"{characters_per_second:,} characters per second; {result.seconds:.0f} s")
 
 
-def read_model(model, untrained, task):
-    """What a trained model does with the validation part's long-range structure:
-    - `carried_state_bits_per_char` and `closing_brackets`: the validation part read in
-      BRACKET_PIECES pieces with the state carried through each (training reads 100 characters
-      at a time), and how often the most likely next character is the closing bracket that
-      comes, by distance to its opening bracket (kala.reading.closing_brackets);
-    - `readable_cells`: for each feature of kala.reading.FEATURES, the cell whose state
-      correlates best with it, and the best correlation among the untrained network's cells.
-    Returns that dict and, for drawing, a snippet of text with every cell's state on it."""
-    text = task.validation_text
-    # Fewer pieces for a short text (--text): each holds at least 2 characters.
-    bracket_pieces = min(BRACKET_PIECES, len(text) // 2)
-    ids, probabilities = kala.reading.run_over(model, task, text, bracket_pieces)
-    cell_text = text[:CELL_CHARACTERS]
-    pieces = min(CELL_PIECES, len(cell_text) // 2)
-    features = kala.reading.code_features(cell_text[:len(cell_text) // pieces * pieces])
-    states = kala.reading.cell_states(model, task, cell_text, pieces)
-    trained = kala.reading.correlations(states, features)
-    before = kala.reading.correlations(
-        kala.reading.cell_states(untrained, task, cell_text, pieces), features)
-    cells = {}
-    for name in kala.reading.FEATURES:
-        best = int(np.argmax(np.abs(trained[name])))
-        cells[name] = {"cell": best, "r": float(trained[name][best]),
-                       "untrained_best_abs_r": float(np.max(np.abs(before[name])))}
-    # The snippet: about 20 lines of the first piece, from its first `def` after 1,000
-    # characters (or from its start).
+def snippet_of(states, cell_text):
+    """About 20 lines of the first piece the cells were read on, from its first `def` after
+    1,000 characters (or from its start), with every cell's state at each character in that
+    cell's own standard deviations over the text read: a cell with a wide range (an LSTM's c
+    can grow past 1) shows its ups and downs in colour too."""
     piece = states.shape[1]
     start = cell_text.find("\n    def ", 1000, piece - 2000) + 1
-    lines = cell_text[start:piece].split("\n")[:20]
-    # Each cell's state in its own standard deviations over the text read, so that a cell with
-    # a wide range (an LSTM's c can grow past 1) shows its ups and downs in colour too.
+    text = "\n".join(cell_text[start:piece].split("\n")[:20])
     flat = states.reshape(-1, states.shape[-1])
     standardised = (states[0] - flat.mean(axis=0)) / np.maximum(flat.std(axis=0), 1e-6)
-    snippet = {"text": "\n".join(lines),
-               "states": standardised[start:start + len("\n".join(lines))]}
-    return {
-        "carried_state_pieces": bracket_pieces,
-        "carried_state_bits_per_char": kala.reading.bits_per_char(ids, probabilities),
-        "closing_brackets": kala.reading.closing_brackets(text, ids, probabilities),
-        "readable_cells": cells,
-    }, snippet
+    return {"text": text, "states": standardised[start:start + len(text)]}
 
 
 def print_reading(reading):
