@@ -8,13 +8,16 @@ The library, in the order a run uses it:
   Keras's, and `kala.cells.watch` to see a trained layer's gates at every step.
 - `kala.build_model`: a model of any cell by name, from Keras's built-in layers or the essay's
   cells, with the initializations made for long lags.
-- `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved
-  and resumes from checkpoints.
-- `kala.export_model`: a SavedModel version directory that TF Serving loads.
+- `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved,
+  stops between steps on Ctrl-C, and resumes from checkpoints.
+- `kala.export_model`: a SavedModel version directory that TF Serving loads, answering the
+  signatures of `kala.signatures`; `kala.stepping` runs a model one step at a time, for the
+  `step` signature and for writing text.
 - `kala.text`: character language models on real text (the standard library's source by
   default), and `kala.reading` to see what such a model's cells follow and how far back its
   brackets reach.
 - `kala.provenance.machine`: what a run ran on (CPU, cores, GPUs, versions), for results files.
+- `kala.checks`: the argument checks every module shares.
 
 The library never prints and never reads the command line; the scripts in `recipes/` do.
 """
