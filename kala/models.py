@@ -10,6 +10,8 @@ the cells of `kala.cells` in `keras.layers.RNN`, as can the three others
 This module imports only `kala.cells` and `kala.checks` from kala.
 """
 
+import bisect
+
 import keras
 
 from kala import cells, checks
@@ -179,6 +181,20 @@ def build_model(
     else:
         outputs = keras.layers.Dense(output_units, name="prediction")(x)
     return keras.Model(inputs, outputs, name=name or cell)
+
+
+def units_for_weights(cell, weights, **options):
+    """The units at which `build_model(cell, units, **options)` has the number of weights
+    closest to `weights`: how to compare cells at the same size. A bisection over built models
+    (the count grows with the units)."""
+    def count(units):
+        return build_model(cell, units, **options).count_params()
+
+    high = 2
+    while count(high) <= weights:
+        high *= 2
+    below = max(1, bisect.bisect_right(range(1, high), weights, key=count))
+    return min((below, below + 1), key=lambda units: abs(count(units) - weights))
 
 
 def _initializers(cell, initialization, max_lag):

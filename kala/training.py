@@ -82,12 +82,12 @@ class Trainer:
     def __init__(self, model, task, *, steps, batch_size=32, learning_rate=1e-2, clipnorm=1.0,
                  seed=0, eval_every=100, log_every=10, stop_when_solved=True,
                  checkpoint_dir=None, logdir=None, jit_compile=False):
-        for name, value in [("steps", steps), ("batch_size", batch_size),
-                            ("eval_every", eval_every), ("log_every", log_every)]:
-            checks.integer(name, value)
-        checks.integer("seed", seed, minimum=0)
-        checks.positive_number("learning_rate", learning_rate)
-        checks.positive_number("clipnorm", clipnorm)
+        steps, batch_size = checks.integer("steps", steps), checks.integer("batch_size", batch_size)
+        eval_every = checks.integer("eval_every", eval_every)
+        log_every = checks.integer("log_every", log_every)
+        seed = checks.integer("seed", seed, minimum=0)
+        learning_rate = checks.positive_number("learning_rate", learning_rate)
+        clipnorm = checks.positive_number("clipnorm", clipnorm)
         checks.boolean("jit_compile", jit_compile)
         if logdir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(
@@ -216,6 +216,7 @@ class Trainer:
         """Runs `count` training steps in one graph call, on the next batches of the task's
         training stream, and returns their mean loss. `run` calls it between reports; a
         benchmark can call it alone."""
+        count = checks.integer("count", count)
         if self._batches is None:
             self._batches = iter(self.task.train_dataset(self.batch_size, self.seed,
                                                          start=int(self.step.numpy())))

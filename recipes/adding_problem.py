@@ -34,7 +34,7 @@ import output
 
 RECIPE = "adding_problem"
 Cell = typing.Literal[kala.models.VARIANTS]
-Implementation = typing.Literal["auto", "builtin", "essay"]
+Implementation = typing.Literal[kala.models.IMPLEMENTATIONS]
 
 
 @dataclasses.dataclass

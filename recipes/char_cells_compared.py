@@ -19,8 +19,7 @@ Run it:
     python recipes/char_cells_compared.py --seeds 1       # one seed: about 35 minutes
     python recipes/char_cells_compared.py --report-only   # the table and figure again
     python recipes/char_cells_compared.py --smoke         # a tiny comparison, for the tests: 40 s
-Each run's JSON goes into DIR/char_cells_compared/search/ or runs/ as it ends; the same command
-run again (after Ctrl-C, say) reuses the runs there with the same settings and corpus.
+Each run's JSON goes into DIR/char_cells_compared/search/ or runs/; the same command reuses it.
 
 What you should see (2-core CPU, 70.6 minutes): the SimpleRNN (491 units) keeps 3e-3, the LSTM
 (256) and the GRU (294) 1e-2. Bits per character are close (LSTM 2.173, GRU 2.213, SimpleRNN
@@ -28,7 +27,6 @@ What you should see (2-core CPU, 70.6 minutes): the SimpleRNN (491 units) keeps 
 brackets, the LSTM 26-42% and the GRU 39-48% (all three 45-48% at 1-2 back, 8-18% beyond 50).
 """
 
-import bisect
 import dataclasses
 import json
 import os
@@ -49,7 +47,7 @@ import sweep
 
 RECIPE = "char_cells_compared"
 Cell = typing.Literal[kala.models.VARIANTS]
-Implementation = typing.Literal["auto", "builtin", "essay"]
+Implementation = typing.Literal[kala.models.IMPLEMENTATIONS]
 
 
 @dataclasses.dataclass
@@ -103,58 +101,74 @@ def main(argv=None):
             corpus = dataclasses.replace(corpus, text=corpus.text[:20_000])
         task = kala.text.CharLanguageModel(corpus, settings.seq_len)
 
-    # Sizes: the units that bring each cell's weights closest to the LSTM's, by bisection.
-    def weights(variant, units):
-        return kala.build_model(variant.partition("+")[0], units, **task.model_options,
-                                embedding_dim=settings.embedding_dim).count_params()
-
-    target, units = weights("lstm", settings.units), {}
-    for cell in settings.cells:
-        low = max(1, bisect.bisect_right(range(1, 4 * settings.units), target,
-                                         key=lambda size: weights(cell, size)))
-        units[cell] = min((low, low + 1), key=lambda size: abs(weights(cell, size) - target))
+    # Sizes: each cell gets the units that bring its weights closest to the LSTM's.
+    shape = dict(embedding_dim=settings.embedding_dim, **task.model_options)
+    target = kala.build_model("lstm", settings.units, **shape).count_params()
+    units = {cell: kala.models.units_for_weights(cell.partition("+")[0], target, **shape)
+             for cell in settings.cells}
     print(f"{RECIPE}: {', '.join(f'{cell} {units[cell]}' for cell in settings.cells)} units, "
           f"each about {target:,} weights (an LSTM of {settings.units})", flush=True)
-    started = time.monotonic()
     summary = {"recipe": RECIPE, "command": " ".join(["python", *sys.argv]),
                "config": dataclasses.asdict(settings), "target_parameters": target,
-               "units": units, "machine": kala.provenance.machine(), "search": [], "runs": []}
+               "units": units, "machine": kala.provenance.machine(), "search": [], "runs": [],
+               "learning_rates": {}, "wall_seconds": 0}
     run = Run(**{name: getattr(settings, name) for name in RUN_DEFAULTS if hasattr(settings, name)})
 
+    def phase(part, runs, row_of):
+        """Each run of `runs`, from OUT_DIR/PART/ or trained now, in summary[PART]."""
+        def path(run):
+            name = output.run_name(run, SMOKE, ["cell", "seed"])
+            return os.path.join(out_dir, part, f"{name}.json")
+
+        def stored(run):
+            record = stored_record(run, task, path(run))
+            return None if record is None else row_of(record)
+
+        return sweep.run(lambda run: row_of(trained(run, task, path(run))),
+                         [(run,) for run in runs], summary, out_dir, rows=part, stored=stored,
+                         started=started, describe=lambda row: (
+                             f"{part}: {row['cell']} lr {row['learning_rate']:g} seed "
+                             f"{row.get('seed', 0)}: bits/char {row['val_bits_per_char']:.3f}"))
+
     # The search: every cell for --search-steps at every rate, seed 0; each keeps its best.
-    for cell in settings.cells:
-        for rate in settings.learning_rates:
-            record = trained(dataclasses.replace(
-                run, cell=cell, units=units[cell], learning_rate=rate, steps=settings.search_steps,
-                eval_every=settings.search_steps), task, out_dir, "search")
-            summary["search"].append({"cell": cell, "learning_rate": rate,
-                                      "val_bits_per_char": record["val_bits_per_char"]})
+    started = time.monotonic()
+    search = phase("search", [
+        dataclasses.replace(run, cell=cell, units=units[cell], learning_rate=rate,
+                            steps=settings.search_steps, eval_every=settings.search_steps)
+        for cell in settings.cells for rate in settings.learning_rates], search_row)
     summary["learning_rates"] = best = {cell: min(
-        (row for row in summary["search"] if row["cell"] == cell),
+        (row for row in search if row["cell"] == cell),
         key=lambda row: row["val_bits_per_char"])["learning_rate"] for cell in settings.cells}
     print(f"{RECIPE}: best learning rates after {settings.search_steps:,} steps: "
           + ", ".join(f"{cell} {rate:g}" for cell, rate in best.items()), flush=True)
 
-    # The comparison: each cell at its rate, every seed, the full budget; summary.json after each.
-    for cell in settings.cells:
-        for seed in range(settings.seeds):
-            record = trained(dataclasses.replace(run, cell=cell, units=units[cell], seed=seed,
-                                                 learning_rate=best[cell]), task, out_dir, "runs")
-            row = {"cell": cell, "seed": seed, "units": units[cell],
-                   "parameters": record["parameters"], "learning_rate": best[cell]}
-            summary["runs"].append({**row, **{key: record[key] for key in (
-                "val_bits_per_char", "carried_state_bits_per_char", "baseline_bits_per_char",
-                "bigram_bits_per_char", "closing_brackets", "readable_cells",
-                "characters_per_second", "seconds", "sample")}})
-            summary["wall_seconds"] = round(time.monotonic() - started)
-            output.write_json(os.path.join(out_dir, "summary.json"), summary)
+    # The comparison: each cell at its rate, every seed, the full budget.
+    phase("runs", [dataclasses.replace(run, cell=cell, units=units[cell], seed=seed,
+                                       learning_rate=best[cell])
+                   for cell in settings.cells for seed in range(settings.seeds)], run_row)
     report(summary, out_dir)
 
 
-def trained(run, task, out_dir, part):
-    """`run`'s record: from OUT_DIR/PART/ if there with the same settings and corpus (its SHA-256),
-    else trained now and written there."""
-    path = os.path.join(out_dir, part, f"{output.run_name(run, SMOKE, ['cell', 'seed'])}.json")
+def search_row(record):
+    """What summary.json keeps of a search run."""
+    return {"cell": record["config"]["cell"], "learning_rate": record["config"]["learning_rate"],
+            "val_bits_per_char": record["val_bits_per_char"]}
+
+
+def run_row(record):
+    """What summary.json keeps of a run of the comparison."""
+    config, kept = record["config"], (
+        "val_bits_per_char", "carried_state_bits_per_char", "baseline_bits_per_char",
+        "bigram_bits_per_char", "closing_brackets", "readable_cells", "characters_per_second",
+        "seconds", "sample")
+    return {"cell": config["cell"], "seed": config["seed"], "units": config["units"],
+            "parameters": record["parameters"], "learning_rate": config["learning_rate"],
+            **{key: record[key] for key in kept}}
+
+
+def stored_record(run, task, path):
+    """The record at `path`, if it is of a run with `run`'s settings on the same corpus (its
+    SHA-256); else None."""
     try:
         with open(path) as file:
             record = json.load(file)
@@ -165,6 +179,11 @@ def trained(run, task, out_dir, part):
             return record
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    return None
+
+
+def trained(run, task, path):
+    """Trains `run`, reads the trained model and writes its record to `path`; returns it."""
     name = f"{run.cell} {run.units} lr {run.learning_rate:g} seed {run.seed}"
 
     # Model: embeddings, the recurrent layer, a softmax over the next character; and a copy.
@@ -182,11 +201,7 @@ def trained(run, task, out_dir, part):
     trainer = kala.Trainer(model, task, steps=run.steps, batch_size=run.batch_size,
                            learning_rate=run.learning_rate, clipnorm=run.clipnorm,
                            seed=run.seed, eval_every=run.eval_every)
-    try:
-        result = trainer.run(on_progress=output.Heartbeat(name, task))
-    except KeyboardInterrupt:
-        print(f"\n{RECIPE}: interrupted; the same command reuses finished runs", file=sys.stderr)
-        sys.exit(flags.EXIT_INTERRUPTED)
+    result = trainer.run(on_progress=output.Heartbeat(name, task))
     sample = kala.text.Writer(model, task).generate(
         [run.prime], run.sample_length, run.temperature, result.steps)[0].numpy().decode("utf-8")
     characters = result.steps * run.batch_size * run.seq_len
@@ -207,8 +222,6 @@ def trained(run, task, out_dir, part):
         "reading_seconds": round(time.perf_counter() - started, 2),
         "samples": [{"step": result.steps, "bits_per_char": result.metric, "text": sample}]})
     output.write_json(path, record)
-    print(f"{RECIPE}: {name}: validation bits/char {result.metric:.3f}, state carried "
-          f"{record['carried_state_bits_per_char']:.3f}; {result.seconds:.0f} s", flush=True)
     return record
 
 

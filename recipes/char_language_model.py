@@ -50,7 +50,7 @@ import output
 
 RECIPE = "char_language_model"
 Cell = typing.Literal[kala.models.VARIANTS]
-Implementation = typing.Literal["auto", "builtin", "essay"]
+Implementation = typing.Literal[kala.models.IMPLEMENTATIONS]
 
 
 @dataclasses.dataclass

@@ -32,7 +32,7 @@ import output
 
 RECIPE = "copy_memory"
 Cell = typing.Literal[kala.models.VARIANTS]
-Implementation = typing.Literal["auto", "builtin", "essay"]
+Implementation = typing.Literal[kala.models.IMPLEMENTATIONS]
 
 
 @dataclasses.dataclass

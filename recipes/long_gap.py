@@ -1,4 +1,4 @@
-"""The long-term dependency problem, measured: success against the gap, for each cell.
+r"""The long-term dependency problem, measured: success against the gap, for each cell.
 
 What it shows: the essay's central claim. "I grew up in France … I speak fluent French": when the
 gap between the country and the language is short, a plain RNN connects them; as it grows, the
@@ -18,7 +18,7 @@ tuned`, the default; see recipes/tuned.py). Units are matched, not parameter cou
 table lists the parameters. Variants of the LSTM run the same sweep in recipes/lstm_variants.py.
 
 Run it:
-    python recipes/long_gap.py                       # gaps 10 and 50: about 4 minutes
+    python recipes/long_gap.py                       # gaps 10 and 50: about 3 minutes
     python recipes/long_gap.py --full                # gaps 10 to 300: about 40 minutes
     python recipes/long_gap.py --task adding         # the same sweep on the adding problem
     python recipes/long_gap.py --gaps 30,100 --seeds 1 --first-seed 100 --steps 3000 \
@@ -48,10 +48,12 @@ import tuned
 RECIPE = "long_gap"
 Cell = typing.Literal[kala.models.VARIANTS]
 Rates = typing.Literal["tuned"] | tuple[float, ...]
+Task = typing.Literal["long_gap", "adding", "copy"]
+
 
 @dataclasses.dataclass
 class Settings:
-    task: typing.Literal["long_gap", "adding", "copy"] = "long_gap"  # or adding/copy, gap = T
+    task: Task = "long_gap"  # the long-gap task, or adding or copy with the gap as their T
     cells: tuple[Cell, ...] = ("simple_rnn", "lstm", "gru")  # the cells to compare
     gaps: tuple[int, ...] = (10, 50)  # gaps (sequence lengths for adding and copy)
     seeds: int = 3  # seeds per (cell, gap)

@@ -51,6 +51,7 @@ import tuned
 RECIPE = "lstm_variants"
 Cell = typing.Literal[kala.models.VARIANTS]
 Rates = typing.Literal["tuned"] | tuple[float, ...]
+Task = typing.Literal["long_gap", "adding", "copy"]
 # The contestants, in the essay's order (above).
 CONTESTANTS = ("simple_rnn", "simple_rnn+irnn", "lstm1997", "lstm+zero_forget_bias", "lstm",
                "lstm+chrono", "peephole_lstm", "coupled_lstm", "gru")
@@ -58,7 +59,7 @@ CONTESTANTS = ("simple_rnn", "simple_rnn+irnn", "lstm1997", "lstm+zero_forget_bi
 
 @dataclasses.dataclass
 class Settings:
-    task: typing.Literal["long_gap", "adding", "copy"] = "long_gap"  # or adding/copy, gap = T
+    task: Task = "long_gap"  # the long-gap task, or adding or copy with the gap as their T
     cells: tuple[Cell, ...] = CONTESTANTS  # the variants: a cell, or a cell+initialization
     gaps: tuple[int, ...] = (30,)  # gaps (sequence lengths for adding and copy)
     seeds: int = 3  # seeds per (variant, gap)

@@ -52,7 +52,7 @@ RECIPE = "lstm_walkthrough"
 CELL_STATE_CELLS = tuple(variant for variant in kala.models.VARIANTS
                          if "lstm" in variant.partition("+")[0])
 Cell = typing.Literal[CELL_STATE_CELLS]
-Implementation = typing.Literal["auto", "builtin", "essay"]
+Implementation = typing.Literal[kala.models.IMPLEMENTATIONS]
 CARRIERS = 3  # Units drawn in the figure.
 TEST_SIZE = 512
 

@@ -22,10 +22,13 @@ import flags
 import output
 
 
-def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None, rows="runs"):
+def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None, rows="runs",
+        started=None):
     """Trains each run of `plan`, keeps its row in `summary[rows]` (in the order of the plan)
-    and writes `summary` to OUT_DIR/summary.json after each; returns the rows."""
-    started = time.monotonic()
+    and writes `summary` to OUT_DIR/summary.json after each; returns the rows. `describe(row)`
+    is the line printed as a run finishes; `summary["wall_seconds"]` counts from `started` (a
+    `time.monotonic()`; by default now)."""
+    started = time.monotonic() if started is None else started
     done = {}
     try:
         for index, row in _rows(train_run, plan, jobs, stored):
@@ -36,8 +39,9 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
             output.write_json(os.path.join(out_dir, "summary.json"), summary)
             print(f"[{len(done)}/{len(plan)}] {describe(row)}", flush=True)
     except KeyboardInterrupt:
+        again = "; the same command takes them up again" if stored is not None else ""
         print(f"\n{summary['recipe']}: interrupted; the {len(done)} finished runs are in "
-              f"{out_dir}/summary.json (--report-only tabulates them)", file=sys.stderr)
+              f"{out_dir}/summary.json (--report-only tabulates them){again}", file=sys.stderr)
         sys.exit(flags.EXIT_INTERRUPTED)
     return summary[rows]
 
@@ -57,9 +61,12 @@ def _rows(train_run, plan, jobs, stored):
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
-    # Ctrl-C raises KeyboardInterrupt here even where the shell started us ignoring it.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The workers start ignoring Ctrl-C (it is the parent's to handle), before they import the
+    # recipe and TensorFlow; then Ctrl-C raises KeyboardInterrupt here, even where the shell
+    # started us ignoring it.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     pool = context.Pool(jobs, initializer=_start_worker, initargs=(threads,))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield from pool.imap_unordered(_train, todo)
         pool.close()

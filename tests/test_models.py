@@ -218,3 +218,16 @@ def test_bad_cell_choices_raise_value_error_naming_them(arguments, message):
     with pytest.raises(ValueError) as error:
         kala.build_model(**arguments)
     assert message in str(error.value)
+
+
+def test_units_for_weights_finds_the_size_closest_to_a_weight_count():
+    options = dict(vocab_size=30, embedding_dim=8, head="steps", num_classes=30)
+    target = kala.build_model("lstm", 40, **options).count_params()
+    assert kala.models.units_for_weights("lstm", target, **options) == 40
+    units = kala.models.units_for_weights("simple_rnn", target, **options)
+
+    def gap(size):
+        return abs(kala.build_model("simple_rnn", size, **options).count_params() - target)
+
+    assert gap(units) <= min(gap(units - 1), gap(units + 1))
+    assert units > 40  # A SimpleRNN needs more units for the weights of an LSTM.

@@ -141,3 +141,22 @@ def test_bad_comparison_arguments_end_with_one_line_before_any_training(argument
     process = run_python(["recipes/char_cells_compared.py", *arguments])
     assert process.returncode == 2 and message in process.stderr, process.stderr[-2000:]
     assert "Traceback" not in process.stderr
+
+
+def test_the_comparison_names_its_runs_as_the_character_lesson_names_a_run():
+    # Its runs are the character lesson's runs: the same settings, the same defaults (which
+    # name their files), so that each stored run is found again.
+    import dataclasses
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes"))
+    try:
+        import char_cells_compared
+        import char_language_model
+    finally:
+        sys.path.pop(0)
+    lesson = {field.name: field.default
+              for field in dataclasses.fields(char_language_model.Settings)}
+    assert char_cells_compared.RUN_DEFAULTS == {
+        name: lesson[name] for name in char_cells_compared.RUN_DEFAULTS}

@@ -128,6 +128,23 @@ def test_ctrl_c_stops_between_steps_with_a_checkpoint_and_the_run_resumes(tmp_pa
     assert resumed.resumed_from_step == 15 and resumed.steps == 40
 
 
+def test_numpy_integers_are_taken_and_recorded_as_integers(tmp_path):
+    task = small_adding()
+    result = kala.train(new_model(task, 0), task, steps=np.int64(10), batch_size=np.int32(8),
+                        eval_every=np.int64(10), checkpoint_dir=tmp_path)
+    assert result.steps == 10
+    with open(tmp_path / "kala_run.json") as file:
+        assert '"batch_size": 8' in file.read()
+
+
+def test_train_steps_refuses_a_count_that_is_not_a_positive_integer():
+    task = small_adding()
+    trainer = kala.Trainer(new_model(task, 0), task, steps=10)
+    for count in (0, 2.5):
+        with pytest.raises(ValueError, match=f"Received: count={count}"):
+            trainer.train_steps(count)
+
+
 class Interrupt:
     """Raises KeyboardInterrupt, as Ctrl-C would, once training reaches `step`."""
 
