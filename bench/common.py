@@ -8,7 +8,6 @@ the weights (the count of Kaplan et al. 2020, "Scaling Laws for Neural Language 
 """
 
 import dataclasses
-import os
 
 import keras
 import numpy as np
@@ -121,13 +120,8 @@ def torch():
 
 
 def machine():
-    """`kala.provenance.machine()`, with the thread settings and PyTorch the benchmark ran
-    with."""
+    """`kala.provenance.machine()`, with the PyTorch the benchmark ran with."""
     info = kala.provenance.machine()
-    # Thread settings from the environment; unset, each library takes one thread per core.
-    info["thread_settings"] = {name: os.environ[name] for name in (
-        "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
-        if name in os.environ}
     library = torch()
     if library is not None:
         info["torch"] = library.__version__

@@ -1,6 +1,6 @@
 """What a run ran on, for the results files that the recipes and the benchmark write beside
-their numbers: the CPU, its cores, the GPUs TensorFlow sees, and the versions of Python,
-TensorFlow and Keras."""
+their numbers: the CPU, its cores, the GPUs TensorFlow sees, the versions of Python,
+TensorFlow and Keras, and the thread settings given in the environment."""
 
 import os
 import platform
@@ -28,4 +28,8 @@ def machine():
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        # Thread settings from the environment; unset, TensorFlow takes one thread per core.
+        "thread_settings": {name: os.environ[name] for name in (
+            "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+            if name in os.environ},
     }

@@ -78,9 +78,10 @@ def main(argv=None):
             # Measure, train, measure again.
             initial = gradient_by_distance(model, task, inputs, targets)
             try:
-                result = kala.train(model, task, steps=settings.steps,
-                                    batch_size=settings.batch_size,
-                                    learning_rate=settings.learning_rate, seed=seed)
+                result = kala.train(
+                    model, task, steps=settings.steps, batch_size=settings.batch_size,
+                    learning_rate=settings.learning_rate, seed=seed,
+                    on_progress=output.Heartbeat(f"{variant} seed {seed}", task))
             except KeyboardInterrupt:
                 print(f"\n{RECIPE}: interrupted; nothing written", file=sys.stderr)
                 sys.exit(flags.EXIT_INTERRUPTED)

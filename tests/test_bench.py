@@ -28,12 +28,11 @@ def test_quick_bench_measures_every_contender_and_writes_json(tmp_path):
     payload = json.loads(out.read_text())
     assert payload["mode"] == "quick"
     assert payload["command"].startswith("python -m bench --quick --shape 4,6,3,5")
-    # The machine is kala's provenance, with the benchmark's thread settings (and torch) on top.
+    # The machine is kala's provenance, thread settings included, with torch on top.
     machine = payload["machine"]
-    assert {"processor", "cpu_count", "tensorflow", "keras"} <= set(machine)
-    assert "thread_settings" in machine
+    assert {"processor", "cpu_count", "tensorflow", "keras", "thread_settings"} <= set(machine)
     assert {key: value for key, value in machine.items() if key not in (
-        "thread_settings", "torch", "torch_threads")} == kala.provenance.machine()
+        "torch", "torch_threads")} == kala.provenance.machine()
     rows = payload["rows"]
     shape = {"batch": 4, "time": 6, "features": 3, "units": 5}
 
