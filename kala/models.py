@@ -183,6 +183,17 @@ def build_model(
     return keras.Model(inputs, outputs, name=name or cell)
 
 
+def variant(name, max_lag=None):
+    """The `build_model` arguments `cell`, `initialization` and `max_lag` of a variant as the
+    recipes name it, one of `VARIANTS`: a cell alone ("lstm"), or a cell and an initialization
+    ("lstm+chrono"). `max_lag`, the longest lag the task asks a model to bridge, goes to chrono
+    initialization, and only to it."""
+    checks.one_of("variant", name, VARIANTS)
+    cell, _, initialization = name.partition("+")
+    return {"cell": cell, "initialization": initialization or "default",
+            "max_lag": max_lag if initialization == "chrono" else None}
+
+
 def units_for_weights(cell, weights, **options):
     """The units at which `build_model(cell, units, **options)` has the number of weights
     closest to `weights`: how to compare cells at the same size. A bisection over built models

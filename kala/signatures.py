@@ -163,13 +163,7 @@ def _check_character_model(served, vocabulary, labels):
     if any(len(char) != 1 for char in vocabulary):
         raise ValueError("With text_unit='characters', every word of `vocabulary` must be "
                          "one character.")
-    output_shape = tuple(served.model.outputs[0].shape)
-    if len(output_shape) != 3 or output_shape[-1] != len(vocabulary) or (
-            served.stepper is None):
-        raise ValueError(
-            "With text_unit='characters', the model must run forwards and predict the next "
-            f"character at every step: an output of shape (None, None, {len(vocabulary)}). "
-            f"Received a model whose output has shape {output_shape}.")
+    stepping.check_character_model(served.model, served.stepper, vocabulary)
 
 
 def _compare(signature, answer, wanted, rtol=1e-3, atol=1e-4):

@@ -143,6 +143,17 @@ def looked_up(table, tokens, name, unit, unknown_id):
         return ids.with_flat_values(tf.identity(ids.flat_values))
 
 
+def check_character_model(model, stepper, vocabulary):
+    """Raises ValueError unless `model` runs forwards (its `stepper` is not None) and predicts
+    the next of `vocabulary`'s characters at every step."""
+    output_shape = tuple(model.outputs[0].shape)
+    if stepper is None or len(output_shape) != 3 or output_shape[-1] != len(vocabulary):
+        raise ValueError(
+            "To read and write characters, the model must run forwards and predict the next "
+            f"character at every step: an output of shape (None, None, {len(vocabulary)}). "
+            f"Received a model whose output has shape {output_shape}.")
+
+
 class CharacterModel:
     """A language model of characters (`stepper`'s model predicts the next character at every
     step, `vocabulary[id]` being the character of each id) that reads texts and writes after

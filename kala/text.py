@@ -321,12 +321,7 @@ class Writer:
 
     def __init__(self, model, task):
         stepper = stepping.Stepper.of(model)
-        output_shape = tuple(model.outputs[0].shape)
-        if stepper is None or len(output_shape) != 3 or output_shape[-1] != len(task.vocabulary):
-            raise ValueError(
-                "To write, the model must run forwards and predict the next character at every "
-                f"step: an output of shape (None, None, {len(task.vocabulary)}). Received a "
-                f"model whose output has shape {output_shape}.")
+        stepping.check_character_model(model, stepper, task.vocabulary)
         self.character_model = stepping.CharacterModel(stepper, task.vocabulary, task.unknown_id)
         # With AutoGraph: the loops over the prompts' and the written characters become graph
         # loops.

@@ -74,10 +74,8 @@ def main(argv=None):
 
         # Model: one recurrent layer reads the sequence; a linear unit reads its last state.
         keras.utils.set_random_seed(settings.seed)
-        cell, _, initialization = settings.cell.partition("+")
         model = kala.build_model(
-            cell, settings.units, initialization=initialization or "default",
-            max_lag=task.max_length if initialization == "chrono" else None,
+            **kala.models.variant(settings.cell, task.max_length), units=settings.units,
             implementation=settings.implementation,
             name=f"{RECIPE}_{settings.cell.replace('+', '_')}", **task.model_options)
 

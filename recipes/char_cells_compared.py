@@ -104,7 +104,7 @@ def main(argv=None):
     # Sizes: each cell gets the units that bring its weights closest to the LSTM's.
     shape = dict(embedding_dim=settings.embedding_dim, **task.model_options)
     target = kala.build_model("lstm", settings.units, **shape).count_params()
-    units = {cell: kala.models.units_for_weights(cell.partition("+")[0], target, **shape)
+    units = {cell: kala.models.units_for_weights(kala.models.variant(cell)["cell"], target, **shape)
              for cell in settings.cells}
     print(f"{RECIPE}: {', '.join(f'{cell} {units[cell]}' for cell in settings.cells)} units, "
           f"each about {target:,} weights (an LSTM of {settings.units})", flush=True)
@@ -188,10 +188,8 @@ def trained(run, task, path):
 
     # Model: embeddings, the recurrent layer, a softmax over the next character; and a copy.
     keras.utils.set_random_seed(run.seed)
-    cell, _, initialization = run.cell.partition("+")
     model = kala.build_model(
-        cell, run.units, initialization=initialization or "default",
-        max_lag=task.max_length if initialization == "chrono" else None,
+        **kala.models.variant(run.cell, task.max_length), units=run.units,
         embedding_dim=run.embedding_dim, implementation=run.implementation,
         name=f"char_language_model_{run.cell.replace('+', '_')}", **task.model_options)
     untrained = keras.models.clone_model(model)

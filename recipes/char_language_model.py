@@ -105,10 +105,8 @@ def main(argv=None):
         # Model: an embedding per character, a recurrent layer, and a softmax over the next
         # character at every step.
         keras.utils.set_random_seed(settings.seed)
-        cell, _, initialization = settings.cell.partition("+")
         model = kala.build_model(
-            cell, settings.units, initialization=initialization or "default",
-            max_lag=task.max_length if initialization == "chrono" else None,
+            **kala.models.variant(settings.cell, task.max_length), units=settings.units,
             embedding_dim=settings.embedding_dim, implementation=settings.implementation,
             name=f"{RECIPE}_{settings.cell.replace('+', '_')}", **task.model_options)
         # The same network before training, copied before a checkpoint can restore any weights:

@@ -73,10 +73,8 @@ def main(argv=None):
         # Model: an embedding turns each symbol into a vector, the recurrent layer reads them
         # one by one, and at every step a softmax says which symbol comes next in the output.
         keras.utils.set_random_seed(settings.seed)
-        cell, _, initialization = settings.cell.partition("+")
         model = kala.build_model(
-            cell, settings.units, initialization=initialization or "default",
-            max_lag=task.max_length if initialization == "chrono" else None,
+            **kala.models.variant(settings.cell, task.max_length), units=settings.units,
             embedding_dim=settings.embedding_dim, implementation=settings.implementation,
             name=f"{RECIPE}_{settings.cell.replace('+', '_')}", **task.model_options)
 

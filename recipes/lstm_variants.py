@@ -101,10 +101,9 @@ def train_run(settings, variant, gap, learning_rate, seed):
     task = make_task(settings, gap)
     # Model: the same embedding or input, units and head for every variant.
     keras.utils.set_random_seed(seed)
-    cell, _, initialization = variant.partition("+")
-    model = kala.build_model(cell, settings.units, initialization=initialization or "default",
-                             max_lag=task.max_length if initialization == "chrono" else None,
-                             **task.model_options)
+    model = kala.build_model(
+        **kala.models.variant(variant, task.max_length), units=settings.units,
+        **task.model_options)
     # Train: until solved or out of budget, saying where a long run is every minute.
     result = kala.train(
         model, task, steps=settings.steps, batch_size=settings.batch_size,

@@ -50,7 +50,7 @@ import tuned
 RECIPE = "lstm_walkthrough"
 # The cells with a cell state to watch (a GRU or a SimpleRNN has none).
 CELL_STATE_CELLS = tuple(variant for variant in kala.models.VARIANTS
-                         if "lstm" in variant.partition("+")[0])
+                         if "lstm" in kala.models.variant(variant)["cell"])
 Cell = typing.Literal[CELL_STATE_CELLS]
 Implementation = typing.Literal[kala.models.IMPLEMENTATIONS]
 CARRIERS = 3  # Units drawn in the figure.
@@ -96,10 +96,8 @@ def main(argv=None):
 
         # Model: an embedding, the LSTM, and a softmax over the languages at the end.
         keras.utils.set_random_seed(settings.seed)
-        cell, _, initialization = settings.cell.partition("+")
         model = kala.build_model(
-            cell, settings.units, initialization=initialization or "default",
-            max_lag=task.max_length if initialization == "chrono" else None,
+            **kala.models.variant(settings.cell, task.max_length), units=settings.units,
             implementation=settings.implementation, **task.model_options)
 
         # Train: until fewer than 5% of the test sentences get the wrong language.

@@ -91,10 +91,8 @@ def main(argv=None):
             # Model: the same embedding, units and head for every cell.
             learning_rate = rates[variant]
             keras.utils.set_random_seed(seed)
-            cell, _, initialization = variant.partition("+")
             model = kala.build_model(
-                cell, settings.units, initialization=initialization or "default",
-                max_lag=task.max_length if initialization == "chrono" else None,
+                **kala.models.variant(variant, task.max_length), units=settings.units,
                 **task.model_options)
 
             # Train: until solved (fewer than 5% wrong) or out of budget.

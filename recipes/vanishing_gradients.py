@@ -70,10 +70,8 @@ def main(argv=None):
         for seed in range(settings.seeds):
             # Model: as in the adding recipe, started from this seed.
             keras.utils.set_random_seed(seed)
-            cell, _, initialization = variant.partition("+")
             model = kala.build_model(
-                cell, settings.units, initialization=initialization or "default",
-                max_lag=task.max_length if initialization == "chrono" else None,
+                **kala.models.variant(variant, task.max_length), units=settings.units,
                 **task.model_options)
             # Measure, train, measure again.
             initial = gradient_by_distance(model, task, inputs, targets)

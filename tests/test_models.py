@@ -231,3 +231,19 @@ def test_units_for_weights_finds_the_size_closest_to_a_weight_count():
 
     assert gap(units) <= min(gap(units - 1), gap(units + 1))
     assert units > 40  # A SimpleRNN needs more units for the weights of an LSTM.
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("lstm", {"cell": "lstm", "initialization": "default", "max_lag": None}),
+    ("lstm+chrono", {"cell": "lstm", "initialization": "chrono", "max_lag": 30}),
+    ("simple_rnn+irnn", {"cell": "simple_rnn", "initialization": "irnn", "max_lag": None}),
+])
+def test_a_variant_name_gives_the_arguments_of_build_model(name, expected):
+    assert kala.models.variant(name, max_lag=30) == expected
+    model = kala.build_model(**kala.models.variant(name, max_lag=30), units=4, input_features=2)
+    assert model.layers[1].name == f"{expected['cell']}_1"
+
+
+def test_an_unknown_variant_is_a_value_error_listing_the_variants():
+    with pytest.raises(ValueError, match="`variant` must be one of simple_rnn, lstm, .*lstm\\+chrono"):
+        kala.models.variant("gru+chrono")
