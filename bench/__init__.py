@@ -26,3 +26,17 @@ line, and the only module that prints.
 The benchmark is not part of the installed package: it drives kala through its public API only,
 and nothing in `kala` imports it.
 """
+
+import os
+import sys
+
+# Quiet as the recipes are: kala holds back TensorFlow's start-up lines, this its info and
+# warning lines; `--verbose` shows them all.
+if "--verbose" in sys.argv[1:]:
+    os.environ["KALA_VERBOSE"] = "1"
+else:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import kala.quiet  # noqa: E402  Loads TensorFlow now, before the modules' own imports.
+
+kala.quiet.for_this_process()

@@ -36,6 +36,8 @@ def parse_args(argv):
         "Measures kala's training loop against model.fit and PyTorch, a kala export's "
         "serving_default against calling the Keras model, the input pipeline against "
         "training, and the time to solve the adding problem; prints Markdown tables."))
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines, start-up included")
     parser.add_argument("--quick", action="store_true",
                         help="two shapes, shorter rounds, no XLA, the LSTM only for serving "
                              "and the adding problem (under 5 minutes on a 2-core CPU)")

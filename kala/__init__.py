@@ -18,11 +18,20 @@ The library, in the order a run uses it:
   brackets reach.
 - `kala.provenance.machine`: what a run ran on (CPU, cores, GPUs, versions), for results files.
 - `kala.checks`: the argument checks every module shares.
+- `kala.quiet`: TensorFlow's start-up lines held back (KALA_VERBOSE=1 shows them).
 
 The library never prints and never reads the command line; the scripts in `recipes/` do.
 """
 
-from kala import cells, tasks
+from kala import quiet
+
+quiet.for_a_kala_script()
+with quiet.start_up():  # TensorFlow's start-up lines, held back (KALA_VERBOSE=1 shows them).
+    import tensorflow as _tensorflow
+
+    _tensorflow.config.list_physical_devices()
+
+from kala import cells, tasks  # noqa: E402
 from kala.export import export_model
 from kala.models import build_model
 from kala.training import Progress, Trainer, TrainResult, train

@@ -17,6 +17,7 @@ module measures both on any model of `kala.text.CharLanguageModel`:
   character is the closing bracket that comes, by distance to its opening bracket.
 """
 
+import keras
 import numpy as np
 
 from kala.cells import watch
@@ -117,7 +118,8 @@ def run_over(model, task, text, pieces=16):
         `ids[p, t]`. The text's last `len(text) % pieces` characters are dropped.
     """
     ids = _pieces(task, text, pieces)
-    probabilities = model.predict(ids, batch_size=pieces, verbose=0)
+    # One call on the whole batch: `model.predict` would trace a function per model.
+    probabilities = keras.ops.convert_to_numpy(model(ids, training=False))
     return ids, probabilities
 
 

@@ -21,7 +21,7 @@ import dataclasses
 import os
 import sys
 
-from kala import export
+from kala import export, quiet
 
 
 @dataclasses.dataclass
@@ -146,6 +146,8 @@ def check(base_path):
 def main(argv=None):
     """`python -m kala.serving check [DIR]`: prints a report per model; exit 1 on a failure."""
     import argparse
+
+    quiet.for_this_process()
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):  # One line and exit code 2, without the usage block.

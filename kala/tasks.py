@@ -443,26 +443,40 @@ class LongGap(Task):
     def baseline(self):
         return 1.0 - 1.0 / len(self.languages)
 
-    def ids(self, words):
-        """Token ids of a sentence given as a string of words separated by spaces."""
-        return [self._ids[word] for word in words.split()]
+    def ids(self, text):
+        """Token ids of a text, read as the `serve_text` signature reads it: lower-cased, full
+        stops split off, then split at whitespace.
+
+        Raises:
+            ValueError: a word outside `vocabulary`, named.
+        """
+        words = text.lower().replace(".", " . ").split()
+        unknown = sorted({word for word in words if word not in self._ids})
+        if unknown:
+            raise ValueError(f"ids: {', '.join(map(repr, unknown))} not in the task's "
+                             f"vocabulary; its words are {', '.join(self.vocabulary[1:])}")
+        return [self._ids[word] for word in words]
 
     def _filler(self, rng, country, length):
         """`length` filler token ids, never mentioning `country` itself."""
         words, filler_ids = self._ids, self._filler_ids
         if self.filler == "words":
             return filler_ids[rng.integers(0, len(filler_ids), size=length)]
-        # Sentences of 4 to 8 words; about one in three is "we visited <another country> .".
+        # Sentences of 4 to 8 words; about one in three is "we visited <another country> .",
+        # always whole. The last sentence is cut short to fit: a fragment of filler words, and
+        # one word without its full stop where only one is left.
         tokens = []
         while len(tokens) < length:
-            if rng.random() < 1 / 3:
+            left = length - len(tokens)
+            if left >= 4 and rng.random() < 1 / 3:
                 other = rng.choice([c for c in range(len(self.countries)) if c != country])
                 tokens += [words["we"], words["visited"], words[self.countries[other]], words["."]]
             else:
-                words_in_sentence = int(rng.integers(3, 8))
+                words_in_sentence = min(int(rng.integers(3, 8)), max(left - 1, 1))
                 tokens += list(filler_ids[rng.integers(0, len(filler_ids), size=words_in_sentence)])
-                tokens.append(words["."])
-        return np.array(tokens[:length], dtype=np.int64)
+                if left > 1:
+                    tokens.append(words["."])
+        return np.array(tokens, dtype=np.int64)
 
     @property
     def max_length(self):

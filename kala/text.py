@@ -327,6 +327,9 @@ class Writer:
         # loops.
         self._generate = tf.function(self.character_model.generate,
                                      input_signature=stepping.CharacterModel.generate_inputs)
+        # Traced once per Writer; TensorFlow counts traces by code object, so a run that makes
+        # several Writers would be warned of "retracing" that is not happening.
+        self._generate._omit_frequent_tracing_warning = True
 
     def generate(self, prompts, length, temperature, seed):
         """The texts written after `prompts` (a list of strings), as a tf.string tensor."""

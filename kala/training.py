@@ -43,6 +43,13 @@ class Progress:
     solved: bool
     seconds: float
 
+    def __str__(self):
+        loss = "-" if self.loss is None else f"{self.loss:.4f}"
+        metric = "-" if self.metric is None else f"{self.metric:.4f}"
+        return (f"step {self.step:,}/{self.steps:,}: {self.sequences_seen:,} sequences, loss "
+                f"{loss}, test metric {metric}{' (solved)' if self.solved else ''}, "
+                f"{self.seconds:.1f} s")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:

@@ -71,7 +71,7 @@ class Settings:
     sample_length: int = 400  # characters per sample
     smoke: bool = False  # a tiny comparison to check that everything works
     report_only: bool = False  # train nothing: tabulate DIR/char_cells_compared/summary.json again
-    results: str = "results"  # summary.json, .md, figure and runs/ go in DIR/char_cells_compared/
+    results: str = "runs"  # summary.json, .md, figure and runs/ go in DIR/char_cells_compared/
 
 
 # A run of recipes/char_language_model.py: its settings and defaults, which name its file.
@@ -220,6 +220,7 @@ def trained(run, task, path):
         "reading_seconds": round(time.perf_counter() - started, 2),
         "samples": [{"step": result.steps, "bits_per_char": result.metric, "text": sample}]})
     output.write_json(path, record)
+    output.save_model(model, os.path.join(os.path.splitext(path)[0], "model.keras"), task)
     return record
 
 

@@ -12,7 +12,7 @@ After training it reads its model (kala.reading), as Karpathy, Johnson & Fei-Fei
 theirs: how often it foresees a closing bracket, by how far back the opening one is, and which
 single cells follow bracket depth, strings, indentation and the position in the line, against
 the same network before training. The best cells are drawn on a piece of code
-(results/char_language_model/<run>-cells.png). These features are Python's: on other text
+(cells.png beside the run's result.json). These features are Python's: on other text
 (--text, --tfds) they are still measured, but mean less (an apostrophe opens no string in prose).
 
 Run it:
@@ -75,7 +75,7 @@ class Settings:
     export: bool = False  # export the trained model for TF Serving
     saved_models: str = "saved_models"  # TF Serving model base path for --export
     model_name: str = ""  # name to export the model under (default: the recipe's name)
-    results: str = "results"  # directory for the JSON result and figure (DIR/char_language_model/)
+    results: str = "runs"  # result.json, model.keras, cells.png go in DIR/char_language_model/RUN/
     checkpoint_dir: str = ""  # save checkpoints here and resume from them (default: none)
     logdir: str = ""  # write TensorBoard scalars here (default: none)
 
@@ -128,6 +128,7 @@ def main(argv=None):
           f"{settings.learning_rate:g}, seed {settings.seed}; validation bits per character to "
           f"beat: unigram {task.unigram_bits_per_char:.3f}, bigram "
           f"{task.bigram_bits_per_char:.3f}", flush=True)
+    output.resuming(trainer, settings.checkpoint_dir)
     samples, sampling_seconds = [], []
 
     def on_progress(progress):
@@ -159,15 +160,12 @@ def main(argv=None):
         model, untrained, task, BRACKET_PIECES, CELL_CHARACTERS, CELL_PIECES)
     snippet = snippet_of(states, cell_text)
     run_name = output.run_name(settings, SMOKE, ["cell", "seed"])
-    path = os.path.join(settings.results, RECIPE, f"{run_name}-cells.png")
-    draw_cells(reading["readable_cells"], snippet, path,
-               f"{settings.cell} {settings.units}, seed {settings.seed}")
-    print(f"readable cells drawn in {path}")
+    run_dir = os.path.join(settings.results, RECIPE, run_name)
     print_reading(reading)
 
-    # Report: the result as JSON, the model for TF Serving if asked, and the run in one line.
-    path = os.path.join(settings.results, RECIPE, f"{run_name}.json")
-    output.write_json(path, output.run_record(RECIPE, settings, trainer, result, {
+    # Report: the result as JSON beside the model and the figure, the model for TF Serving if
+    # asked, and the run in one line.
+    measured = {
         "corpus": corpus.describe(),
         "val_bits_per_char": result.metric,
         "baseline_bits_per_char": task.unigram_bits_per_char,
@@ -183,8 +181,13 @@ def main(argv=None):
         **reading,
         "reading_seconds": round(time.perf_counter() - started, 2),
         "samples": samples,
-    }))
-    print(f"result written to {path}")
+    }
+    output.write_json(os.path.join(run_dir, "result.json"),
+                      output.run_record(RECIPE, settings, trainer, result, measured))
+    output.save_model(model, os.path.join(run_dir, "model.keras"), task)
+    draw_cells(reading["readable_cells"], snippet, os.path.join(run_dir, "cells.png"),
+               f"{settings.cell} {settings.units}, seed {settings.seed}")
+    print(f"result.json, model.keras and cells.png (the readable cells) written to {run_dir}/")
     if settings.export:
         output.export(model, task, settings, RECIPE)
     print(f"{RECIPE}: {settings.cell} reached {result.metric:.3f} bits per character on "

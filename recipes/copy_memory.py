@@ -52,7 +52,7 @@ class Settings:
     export: bool = False  # export the trained model for TF Serving
     saved_models: str = "saved_models"  # TF Serving model base path for --export
     model_name: str = ""  # name to export the model under (default: the recipe's name)
-    results: str = "results"  # directory for the JSON result (written into DIR/copy_memory/)
+    results: str = "runs"  # writes result.json and model.keras into DIR/copy_memory/RUN/
     checkpoint_dir: str = ""  # save checkpoints here and resume from them (default: none)
     logdir: str = ""  # write TensorBoard scalars here (default: none)
 
@@ -84,18 +84,20 @@ def main(argv=None):
             learning_rate=settings.learning_rate, clipnorm=settings.clipnorm,
             seed=settings.seed, eval_every=settings.eval_every,
             checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None)
-    output.starting(RECIPE, settings, task, model)
+    output.starting(RECIPE, settings, task, model, trainer)
     try:
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
     except KeyboardInterrupt:
         output.interrupted(RECIPE, trainer, settings.checkpoint_dir)
 
-    # Report: the result as JSON, the model for TF Serving if asked, and the run in one line.
+    # Report: the result as JSON beside the trained model, the model for TF Serving if asked,
+    # and the run in one line.
     run_name = output.run_name(settings, SMOKE, ["cell", "seq_len", "seed"])
-    path = os.path.join(settings.results, RECIPE, f"{run_name}.json")
-    output.write_json(path, output.run_record(RECIPE, settings, trainer, result,
-                                              output.outcome(result)))
-    print(f"result written to {path}")
+    run_dir = os.path.join(settings.results, RECIPE, run_name)
+    output.write_json(os.path.join(run_dir, "result.json"), output.run_record(
+        RECIPE, settings, trainer, result, output.outcome(result)))
+    output.save_model(model, os.path.join(run_dir, "model.keras"), task)
+    print(f"result.json and model.keras written to {run_dir}/")
     if settings.export:
         output.export(model, task, settings, RECIPE)
     print(output.summary_line(RECIPE, settings.cell, settings.batch_size, result))

@@ -7,7 +7,8 @@ recipe's docstring, then each flag with the comment at the end of its field's li
 and its choices. Presets such as `--smoke` and `--full` are plain dicts of overrides, applied
 before the flags given. A bad flag ends the run with one line and exit code 2.
 
-Recipes import this module first: it quiets TensorFlow's C++ logging before TensorFlow loads.
+Recipes import this module first: it quiets TensorFlow's C++ logging before TensorFlow loads,
+unless `--verbose` is given.
 """
 
 import argparse
@@ -18,11 +19,21 @@ import io
 import os
 import re
 import sys
+import tempfile
 import tokenize
 import types
 import typing
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Quiet by default: kala holds back TensorFlow's start-up lines (kala.quiet) and this hides its
+# info and warning lines. `--verbose` shows them all, in worker processes too.
+if "--verbose" in sys.argv[1:]:
+    os.environ["KALA_VERBOSE"] = "1"
+else:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import kala.quiet  # noqa: E402  Loads TensorFlow now, before a recipe's other imports can.
+
+kala.quiet.for_this_process()
 
 # Exit codes: 2 for bad arguments or files (as argparse does), 130 for Ctrl-C (as shells do).
 EXIT_BAD_ARGUMENTS = 2
@@ -32,6 +43,11 @@ COUNTED_FROM_ZERO = ("seed", "first_seed", "example")
 SIGNED = ("shifts",)
 # Settings that name a directory: a file there is refused before any work.
 DIRECTORIES = ("results", "saved_models", "checkpoint_dir", "logdir")
+# Settings that name a file to read: one that cannot be read is refused before any work.
+FILES = ("text",)
+# The repository's results/, which the docs quote: written only on purpose (`--results results`).
+COMMITTED_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "results")
 
 
 def fail(message):
@@ -52,6 +68,8 @@ def parse(settings_class, description, argv=None, **presets):
     comments = _comments(settings_class)
     parser = _Parser(prog=os.path.basename(sys.argv[0]), description=description,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines, start-up included")
     for field in dataclasses.fields(settings_class):
         flag = "--" + field.name.replace("_", "-")
         comment = comments.get(field.name, "")
@@ -68,17 +86,60 @@ def parse(settings_class, description, argv=None, **presets):
                             default=argparse.SUPPRESS, metavar=field.name.upper(),
                             help=f"{comment} ({'; '.join(details)})" if details else comment)
     given = vars(parser.parse_args(argv))
+    given.pop("verbose")  # Read at import, above.
     chosen = [name for name in presets if given.get(name)]
     if len(chosen) > 1:
         fail(f"{' and '.join('--' + name for name in chosen)} exclude each other: choose one")
     values = dict(presets[chosen[0]]) if chosen else {}
     values.update(given)
     settings = settings_class(**values)
+    if getattr(settings, "smoke", False) and _same_path(getattr(settings, "results", ""),
+                                                       COMMITTED_RESULTS):
+        fail(f"--smoke runs are not kept: --results {settings.results} holds the committed "
+             "results; leave --results out (runs/) or name another directory")
     for name in DIRECTORIES:
         path = getattr(settings, name, "")
-        if path and os.path.exists(path) and not os.path.isdir(path):
-            fail(f"--{name.replace('_', '-')} {path} is a file, expected a directory")
+        if path:
+            _check_directory(f"--{name.replace('_', '-')}", path)
+    for name in FILES:
+        path = getattr(settings, name, "")
+        if not path:
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if not os.path.exists(path):
+            fail(f"{flag} {path} does not exist")
+        if os.path.isdir(path):
+            fail(f"{flag} {path} is a directory, expected a file")
+        if not os.access(path, os.R_OK):
+            fail(f"{flag} {path} cannot be read")
     return settings
+
+
+def _same_path(path, other):
+    return bool(path) and os.path.realpath(path) == os.path.realpath(other)
+
+
+def _check_directory(flag, path):
+    """Ends the run now, before any work, if `path` cannot be made into a directory that takes
+    files. Directories made to find out are removed again."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        fail(f"{flag} {path} is a file, expected a directory")
+    made = []
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        made.append(parent)
+        parent = os.path.dirname(parent)
+    try:
+        for directory in reversed(made):
+            os.mkdir(directory)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        fail(f"{flag} {path}: cannot write there ({error.strerror or error})")
+    finally:
+        for directory in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
 
 
 def _comments(settings_class):

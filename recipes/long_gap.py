@@ -70,7 +70,7 @@ class Settings:
     full: bool = False  # the complete sweep: gaps 10 to 300, 3 seeds, 4,000 steps
     smoke: bool = False  # a tiny sweep to check that everything works
     report_only: bool = False  # train nothing: tabulate DIR/long_gap/summary.json again
-    results: str = "results"  # writes summary.json, summary.md and long_gap.png into DIR/long_gap/
+    results: str = "runs"  # writes summary.json, summary.md and long_gap.png into DIR/long_gap/
 
 
 FULL = {"gaps": (10, 30, 100, 300), "seeds": 3, "steps": 4000}
@@ -105,6 +105,8 @@ def train_run(settings, variant, gap, learning_rate, seed):
         eval_every=settings.eval_every,
         on_progress=output.Heartbeat(f"{variant} gap {gap} lr {learning_rate:g} seed {seed}",
                                      task))
+    output.save_model(model, output.model_path(
+        settings, RECIPE, f"{variant}-gap{gap}-lr{learning_rate:g}-seed{seed}"), task)
     return {
         "cell": variant, "gap": gap, "learning_rate": learning_rate, "seed": seed,
         "solved": result.solved, "sequences_seen": result.sequences_seen,

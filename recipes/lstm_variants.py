@@ -76,7 +76,7 @@ class Settings:
     full: bool = False  # the complete comparison: gaps 30 and 100, 4,000 steps
     smoke: bool = False  # a tiny sweep to check that everything works
     report_only: bool = False  # train nothing: tabulate DIR/lstm_variants/summary.json again
-    results: str = "results"  # writes summary.json, summary.md and lstm_variants.png there
+    results: str = "runs"  # writes summary.json, summary.md and lstm_variants.png there
 
 
 FULL = {"gaps": (30, 100), "steps": 4000}
@@ -111,6 +111,8 @@ def train_run(settings, variant, gap, learning_rate, seed):
         eval_every=settings.eval_every,
         on_progress=output.Heartbeat(f"{variant} gap {gap} lr {learning_rate:g} seed {seed}",
                                      task))
+    output.save_model(model, output.model_path(
+        settings, RECIPE, f"{variant}-gap{gap}-lr{learning_rate:g}-seed{seed}"), task)
     return {
         "cell": variant, "gap": gap, "learning_rate": learning_rate, "seed": seed,
         "solved": result.solved, "sequences_seen": result.sequences_seen,

@@ -74,7 +74,7 @@ class Settings:
     export: bool = False  # export the trained model for TF Serving
     saved_models: str = "saved_models"  # TF Serving model base path for --export
     model_name: str = ""  # name to export the model under (default: the recipe's name)
-    results: str = "results"  # directory for the results (written into DIR/lstm_walkthrough/)
+    results: str = "runs"  # result.json, model.keras, gates.json, .png go in DIR/lstm_walkthrough/RUN/
     checkpoint_dir: str = ""  # save checkpoints here and resume from them (default: none)
     logdir: str = ""  # write TensorBoard scalars here (default: none)
 
@@ -106,17 +106,17 @@ def main(argv=None):
             learning_rate=settings.learning_rate, clipnorm=settings.clipnorm,
             seed=settings.seed, eval_every=settings.eval_every,
             checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None)
-    output.starting(RECIPE, settings, task, model)
+    output.starting(RECIPE, settings, task, model, trainer)
     try:
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
     except KeyboardInterrupt:
         output.interrupted(RECIPE, trainer, settings.checkpoint_dir)
     run_name = output.run_name(settings, SMOKE, ["cell", "gap", "seed"])
-    out_dir = os.path.join(settings.results, RECIPE)
-    path = os.path.join(out_dir, f"{run_name}.json")
-    output.write_json(path, output.run_record(RECIPE, settings, trainer, result,
-                                              output.outcome(result)))
-    print(f"result written to {path}")
+    run_dir = os.path.join(settings.results, RECIPE, run_name)
+    output.write_json(os.path.join(run_dir, "result.json"), output.run_record(
+        RECIPE, settings, trainer, result, output.outcome(result)))
+    output.save_model(model, os.path.join(run_dir, "model.keras"), task)
+    print(f"result.json and model.keras written to {run_dir}/")
     if settings.export:
         output.export(model, task, settings, RECIPE)
     print(output.summary_line(RECIPE, settings.cell, settings.batch_size, result))
@@ -135,14 +135,13 @@ def main(argv=None):
         "solved": result.solved, "sequences_seen": result.sequences_seen,
         "test_error_rate": result.metric, "baseline": result.baseline,
     })
-    name = f"gates-{run_name}"
-    output.write_json(os.path.join(out_dir, f"{name}.json"), measured)
+    output.write_json(os.path.join(run_dir, "gates.json"), measured)
     example = settings.example
     plot(task, tokens[example], languages[example], guesses[example],
          {name: value[example] for name, value in values.items()},
-         measured["carriers"], os.path.join(out_dir, f"{name}.png"))
+         measured["carriers"], os.path.join(run_dir, "gates.png"))
     print(describe(measured))
-    print(f"written to {out_dir}/{name}.json and {name}.png")
+    print(f"gates.json and gates.png written to {run_dir}/")
 
 
 def explained_variance(values, labels):

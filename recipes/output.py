@@ -15,6 +15,7 @@ import keras
 
 import flags
 import kala
+import kala.ask
 import kala.provenance
 
 
@@ -45,26 +46,47 @@ class ProgressPrinter:
 
 
 class Heartbeat:
-    """A progress callback for runs that print only when they end (a sweep's): every
-    `seconds`, at an evaluation, a line that says where the run is."""
+    """A progress callback for the runs of a sweep, which print a line when they end: at an
+    evaluation, once `seconds` have passed since the last line, a line that says where the run
+    is and when its budget would be spent."""
 
-    def __init__(self, name, task, seconds=60):
+    def __init__(self, name, task, seconds=15):
         self.name, self.metric_name, self.seconds = name, task.metric_name, seconds
         self.last = time.monotonic()
 
     def __call__(self, progress):
         if progress.evaluated and time.monotonic() - self.last > self.seconds:
             self.last = time.monotonic()
+            left = progress.seconds / max(progress.step, 1) * (progress.steps - progress.step)
             print(f"  ... {self.name}: step {progress.step:,}/{progress.steps:,}, test "
-                  f"{self.metric_name} {progress.metric:.3f}", flush=True)
+                  f"{self.metric_name} {progress.metric:.3f}, at most {duration(left)} left",
+                  flush=True)
 
 
-def starting(recipe, settings, task, model):
-    """The line a training run starts with: what trains on what, with which budget."""
+def duration(seconds):
+    """`42 s`, `3.5 min` or `1.2 h`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def starting(recipe, settings, task, model, trainer):
+    """The line a training run starts with: what trains on what, with which budget, and where
+    it resumes from."""
     print(f"{recipe}: training {settings.cell} ({model.count_params():,} parameters) on "
           f"{task.name} T={task.seq_len}; budget {settings.steps:,} steps of "
           f"{settings.batch_size} sequences; baseline {task.metric_name} {task.baseline:.4f}",
           flush=True)
+    resuming(trainer, settings.checkpoint_dir)
+
+
+def resuming(trainer, checkpoint_dir):
+    """Says so when the trainer took up a checkpoint: `resumed at step N of M from DIR`."""
+    step = int(trainer.step.numpy())
+    if step:
+        print(f"resumed at step {step:,} of {trainer.steps:,} from {checkpoint_dir}", flush=True)
 
 
 def summary_line(recipe, cell, batch_size, result):
@@ -133,6 +155,17 @@ def outcome(result):
             "metric": result.metric, "metric_name": result.metric_name,
             "baseline": result.baseline, "seconds": round(result.seconds, 2),
             "steps": result.steps, "resumed_from_step": result.resumed_from_step}
+
+
+def save_model(model, path, task):
+    """Saves the trained model as a `.keras` file, with the vocabulary and labels of `task` in
+    task.json beside it, so that `python -m kala.ask PATH QUESTION` can ask it."""
+    kala.ask.save(model, path, **task.serving_options)
+
+
+def model_path(settings, recipe, run):
+    """Where a sweep keeps the trained model of one of its runs: DIR/RECIPE/runs/RUN/model.keras."""
+    return os.path.join(settings.results, recipe, "runs", run, "model.keras")
 
 
 def write_text(path, text):

@@ -55,7 +55,7 @@ class Settings:
     seeds: int = 3  # seeds per cell (0, 1, ...): each sets the weights and the training data
     eval_every: int = 100  # steps between evaluations on the test split
     smoke: bool = False  # a tiny run to check that everything works
-    results: str = "results"  # writes shifts.json and shifts.png into DIR/position_shortcut/
+    results: str = "runs"  # writes shifts.json and shifts.png into DIR/position_shortcut/
 
 
 SMOKE = {"gap": 6, "shifts": (-2, 0, 2), "units": 8, "steps": 20, "batch_size": 8,
@@ -107,6 +107,8 @@ def main(argv=None):
                 print(f"\n{RECIPE}: interrupted; nothing written", file=sys.stderr)
                 sys.exit(flags.EXIT_INTERRUPTED)
             print(output.summary_line(RECIPE, variant, settings.batch_size, result))
+            output.save_model(
+                model, output.model_path(settings, RECIPE, f"{variant}-seed{seed}"), task)
 
             # Inference: the trained model on sentences with the country moved.
             errors = [evaluate(model, shifted[shift]) for shift in settings.shifts]

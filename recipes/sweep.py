@@ -37,7 +37,10 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
             summary["wall_seconds"] = round(time.monotonic() - started)
             # Written before the run is announced: an interrupted sweep keeps what it reported.
             output.write_json(os.path.join(out_dir, "summary.json"), summary)
-            print(f"[{len(done)}/{len(plan)}] {describe(row)}", flush=True)
+            left = len(plan) - len(done)
+            eta = (f"; at this pace the other {left} take about "
+                   f"{output.duration(summary['wall_seconds'] / len(done) * left)}" if left else "")
+            print(f"[{len(done)}/{len(plan)}] {describe(row)}{eta}", flush=True)
     except KeyboardInterrupt:
         again = "; the same command takes them up again" if stored is not None else ""
         print(f"\n{summary['recipe']}: interrupted; the {len(done)} finished runs are in "

@@ -51,7 +51,7 @@ class Settings:
     learning_rate: float = 1e-2  # Adam's learning rate
     seeds: int = 3  # seeds per cell (0, 1, ...): each sets the weights and the training data
     smoke: bool = False  # a tiny run for the tests
-    results: str = "results"  # writes gradients.json and gradients.png into DIR/vanishing_gradients/
+    results: str = "runs"  # writes gradients.json and gradients.png into DIR/vanishing_gradients/
 
 
 SMOKE = {"seq_len": 10, "units": 8, "steps": 20, "batch_size": 8, "seeds": 2}
@@ -84,6 +84,8 @@ def main(argv=None):
                 print(f"\n{RECIPE}: interrupted; nothing written", file=sys.stderr)
                 sys.exit(flags.EXIT_INTERRUPTED)
             trained = gradient_by_distance(model, task, inputs, targets)
+            output.save_model(
+                model, output.model_path(settings, RECIPE, f"{variant}-seed{seed}"), task)
             runs.append({"seed": seed, "initial": initial, "trained": trained,
                          "solved": result.solved, "sequences_seen": result.sequences_seen,
                          "metric": result.metric, "steps": result.steps,

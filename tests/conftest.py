@@ -51,6 +51,18 @@ def run_python(args, cwd=ROOT, timeout=300):
                           text=True, timeout=timeout)
 
 
+def user_environment():
+    """The environment a user runs in: none of the tests' settings that quiet TensorFlow."""
+    return {key: value for key, value in os.environ.items()
+            if key not in ("TF_CPP_MIN_LOG_LEVEL", "KALA_VERBOSE")}
+
+
+def run_as_a_user(args, cwd=ROOT, timeout=300, **env):
+    """Runs `python ARGS` as `run_python` does, in `user_environment()` plus `env`."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, env={**user_environment(), **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture
 def seeded():
     """Seeds Python, NumPy and TensorFlow, so model weights are the same on every run."""
