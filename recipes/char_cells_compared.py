@@ -278,16 +278,19 @@ def report(summary, out_dir):
                    color=colour, label=f"{cell} ({cell_runs[0]['units']} units)")
         right.fill_between(range(len(lows)), np.nanmin(accuracy[cell], axis=0),
                            np.nanmax(accuracy[cell], axis=0), color=colour, alpha=0.2)
-    left.set(xticks=range(len(cells)), xticklabels=list(cells), xlim=(-0.5, len(cells) - 0.5),
-             ylabel="validation bits per character (lower is better)")
-    left.set_title(f"Same size ({summary['target_parameters']:,} weights), same budget "
-                   f"(bigram: {runs[0]['bigram_bits_per_char']:.2f})", fontsize=10)
+    left.set(xticks=range(len(cells)),
+             xticklabels=[f"{cell}\n{cell_runs[0]['parameters']:,} weights"
+                          for cell, cell_runs in cells.items()],
+             xlim=(-0.5, len(cells) - 0.5), ylabel="validation bits per character (lower is better)")
+    left.set_title(f"About the same size (the LSTM's {summary['target_parameters']:,} weights), "
+                   f"same budget\n(dots: seeds, line: their mean; bigram "
+                   f"{runs[0]['bigram_bits_per_char']:.2f})", fontsize=10)
     right.set_xticks(range(len(lows)), [f"{label}\n({bins[low]['count']:,})"
                                         for label, low in zip(labels, lows)], fontsize=8)
     right.set(xlabel="distance from the opening bracket in characters (brackets)",
               ylabel="closing bracket is the most likely next character", ylim=(0, 1))
     right.set_title("Closing brackets (mean of seeds; band: min to max)", fontsize=10)
-    right.legend()
+    right.legend(loc="upper right", fontsize="small")
     output.save_figure(figure, os.path.join(out_dir, f"{RECIPE}.png"))
     print("\n" + "\n".join(lines), end="")
     print(f"written to {out_dir}/summary.json, summary.md and {RECIPE}.png"

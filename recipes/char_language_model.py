@@ -241,14 +241,19 @@ def draw_cells(cells, snippet, path, title):
                     axis.text(column, row, char, ha="center", va="center", family="monospace",
                               fontsize=8, parse_math=False)
             start += len(line) + 1
-        axis.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto",
-                    interpolation="nearest")
+        image = axis.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto",
+                            interpolation="nearest")
+        bar = figure.colorbar(image, cax=axis.inset_axes([1.01, 0, 0.012, 1]),
+                              ticks=[-1, 0, 1])
+        bar.ax.set_yticklabels(["−2σ", "mean", "+2σ"], fontsize=7)
         axis.set_xticks([])
         axis.set_yticks([])
         axis.set_title(f"cell {cell['cell']}: r = {cell['r']:+.2f} with {name.replace('_', ' ')} "
                        f"(best |r| before training {cell['untrained_best_abs_r']:.2f})",
                        fontsize=8, loc="left")
-    figure.suptitle(f"Readable cells of a character model of Python ({title})", fontsize=9)
+    figure.suptitle(f"Readable cells of a character model of Python ({title}):\neach "
+                    "character on the colour of the cell's state after it, red where the "
+                    "feature holds", fontsize=9)
     output.save_figure(figure, path)
 
 

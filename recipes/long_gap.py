@@ -186,11 +186,12 @@ def plot(table, path, title, metric_name):
                        if (row["cell"], row["learning_rate"]) == (cell, learning_rate)),
                       key=lambda row: row["gap"])
         # Lines that coincide stay visible: each later one is thinner, dashed, with a smaller
-        # marker.
+        # marker, and drawn a little to the side of the gap it stands for.
         style = {"label": f"{cell} (lr {learning_rate:g})" if several_rates else cell,
-                 "marker": "os^vD<>p"[index % 8], "markersize": max(3, 9 - 2 * index),
+                 "marker": "os^vD<>p"[index % 8], "markersize": max(4, 9 - 2 * index),
                  "linewidth": max(1, 3 - index), "linestyle": "-" if index == 0 else "--"}
-        gaps = [row["gap"] for row in rows]
+        beside = 1.04 ** (index - (len(lines) - 1) / 2)
+        gaps = [row["gap"] * beside for row in rows]
         solved_axes.plot(gaps, [row["success_rate"] for row in rows], **style)
         metric_axes.plot(gaps, [row["median_metric"] for row in rows], **style)
     gaps = sorted({row["gap"] for row in table})
@@ -201,7 +202,7 @@ def plot(table, path, title, metric_name):
     solved_axes.set_ylim(-0.05, 1.05)
     solved_axes.set_ylabel("share of seeds that solved the task")
     highest = max([table[0]["baseline"], *(row["median_metric"] for row in table)])
-    metric_axes.set_ylim(0, 1.1 * highest)
+    metric_axes.set_ylim(-0.04 * highest, 1.1 * highest)
     metric_axes.set_ylabel(f"median final test {metric_name}")
     for axes in (solved_axes, metric_axes):
         axes.set_xscale("log")
@@ -209,8 +210,9 @@ def plot(table, path, title, metric_name):
         axes.xaxis.set_major_formatter(ticker.ScalarFormatter())
         axes.xaxis.set_minor_locator(ticker.NullLocator())
         axes.set_xlabel("gap (steps between the information and where it is needed)")
-    solved_axes.legend(fontsize="small")
-    metric_axes.legend(fontsize="small")
+        # Above the data, never on it.
+        axes.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, fontsize="small",
+                    frameon=False)
     figure.suptitle(title)
     output.save_figure(figure, path)
 
@@ -230,7 +232,8 @@ def report(summary, out_dir):
         output.write_json(os.path.join(out_dir, "summary.json"), summary)
     output.write_text(os.path.join(out_dir, "summary.md"), markdown(table, metric_name))
     plot(table, os.path.join(out_dir, "long_gap.png"),
-         f"{TITLES[summary['config']['task']]}: success against the gap", metric_name)
+         f"{TITLES[summary['config']['task']]}: success against the gap "
+         f"({max(row['seeds'] for row in table)} seeds a point)", metric_name)
     print()
     print(markdown(table, metric_name), end="")
     if several_rates:

@@ -174,10 +174,9 @@ def _lines(table):
 
 def plot(runs, table, path):
     """Left, the share of seeds that solved the task, per variant and gap; right, the sequences
-    each solved run needed (dots) and their median (bar)."""
-    from matplotlib import ticker
-
-    figure, (solved_axes, sequences_axes) = output.new_figure((12, 4.5), columns=2)
+    each solved run needed (dots) and their median (bar, its value written on it) on a linear
+    axis, so that the fastest variant's bar is as short as it should look."""
+    figure, (solved_axes, sequences_axes) = output.new_figure((13, 5), columns=2)
     lines = _lines(table)
     rows = {(row["cell"], row["learning_rate"], row["gap"]): row for row in table}
     gaps = sorted({row["gap"] for row in table})
@@ -192,27 +191,35 @@ def plot(runs, table, path):
             solved = [run["sequences_seen"] for run in runs if run["solved"]
                       and (run["cell"], run["learning_rate"], run["gap"]) == (*key, gap)]
             sequences_axes.scatter([position + offset] * len(solved), solved, color="black",
-                                   s=8, zorder=3)
+                                   s=8, zorder=3, label="one seed" if solved else None)
             if row and not solved:
-                sequences_axes.annotate("none solved", (position + offset, 0.03),
+                sequences_axes.annotate("none solved", (position + offset, 0.02),
                                         xycoords=("data", "axes fraction"), ha="center",
-                                        rotation=90, fontsize="x-small")
+                                        va="bottom", rotation=90, fontsize="x-small")
         positions = [position + offset for position in range(len(lines))]
-        solved_axes.bar(positions, shares, width, label=f"gap {gap}")
-        sequences_axes.bar(positions, medians, width, label=f"gap {gap} (median)")
+        shares_bars = solved_axes.bar(positions, shares, width, label=f"gap {gap}")
+        solved_axes.bar_label(shares_bars, labels=["none" if share == 0 else ""
+                                                   for share in shares], fontsize="x-small")
+        bars = sequences_axes.bar(positions, medians, width, label=f"gap {gap}: median")
+        sequences_axes.bar_label(bars, labels=[f"{value / 1000:,.0f}k" if value else ""
+                                               for value in medians],
+                                 fontsize="x-small", padding=4)
     for axes in (solved_axes, sequences_axes):
         axes.set_xticks(range(len(lines)))
         axes.set_xticklabels([label for _, label in lines], rotation=35, ha="right",
                              fontsize="small")
-        axes.legend(fontsize="small")
+        handles, labels = axes.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))  # "one seed" once.
+        # Above the bars, outside the data.
+        axes.legend(unique.values(), unique.keys(), loc="lower left", bbox_to_anchor=(0, 1.01),
+                    ncol=len(unique), fontsize="small", frameon=False)
     solved_axes.set_ylim(0, 1.05)
     solved_axes.set_ylabel("share of seeds that solved the task")
-    sequences_axes.set_yscale("log")
-    sequences_axes.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
-    sequences_axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
-    sequences_axes.yaxis.set_minor_locator(ticker.NullLocator())
-    sequences_axes.set_ylabel("sequences until solved (dots: seeds)")
-    figure.suptitle('The variants on "I grew up in France … I speak fluent French"')
+    sequences_axes.set_ylim(0, None)
+    sequences_axes.yaxis.set_major_formatter(lambda value, _: f"{value:,.0f}")
+    sequences_axes.set_ylabel("sequences until solved")
+    figure.suptitle('The variants on "I grew up in France … I speak fluent French": how many '
+                    'seeds solved it (left), and how fast (right; fewer is faster)')
     output.save_figure(figure, path)
 
 

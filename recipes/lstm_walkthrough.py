@@ -132,6 +132,7 @@ def main(argv=None):
     measured.update({
         "recipe": RECIPE, "command": " ".join(["python", *sys.argv]),
         "config": dataclasses.asdict(settings), "machine": kala.provenance.machine(),
+        "finished_at": output.now(),
         "solved": result.solved, "sequences_seen": result.sequences_seen,
         "test_error_rate": result.metric, "baseline": result.baseline,
     })
@@ -253,24 +254,30 @@ def plot(task, tokens, language, guess, values, carriers, path):
     figure, axes = output.new_figure((13, 2.1 * len(rows) + 1), rows=len(rows))
     words = [task.vocabulary[token] for token in tokens]
     country = words.index("in") + 1
+    others = [step for step, word in enumerate(words)
+              if step and words[step - 1] == "visited" and word in task.countries]
     for row, name in zip(axes, rows):
         for unit in carriers:
             row.plot(values[name][:, unit], marker=".", label=f"unit {unit}")
         row.axvline(country, color="green", alpha=0.4, linewidth=6)
-        for step, word in enumerate(words):
-            if step and words[step - 1] == "visited" and word in task.countries:
-                row.axvline(step, color="red", alpha=0.3, linewidth=4)
+        for step in others:
+            row.axvline(step, color="red", alpha=0.3, linewidth=4)
         row.set_ylabel({"cell": "cell state"}.get(name, f"{name} gate"))
         if name != "cell":
             row.set_ylim(-0.05, 1.05)
-    axes[0].legend(fontsize="small", loc="lower left", ncol=len(carriers))
+    axes[0].legend(fontsize="small", loc="lower left", bbox_to_anchor=(0, 1.02),
+                   ncol=len(carriers), frameon=False)  # Above the data.
     axes[-1].set_xticks(range(len(words)))
     axes[-1].set_xticklabels(words, rotation=90, fontsize="small")
     for row in axes[:-1]:
         row.set_xticks(range(len(words)))
         row.set_xticklabels([])
-    figure.suptitle(f"{task.countries[language]} → {task.languages[language]} (the model says "
-                    f"{task.languages[guess]}); green: the country, red: other countries")
+    marked = "green: the country" + (
+        ", red: the countries of \"we visited …\", which the model must not keep" if others
+        else "")
+    figure.suptitle(f"The gates of the units that carry the country: {task.countries[language]}"
+                    f" → {task.languages[language]} (the model says {task.languages[guess]})\n"
+                    f"{marked}")
     output.save_figure(figure, path)
 
 

@@ -144,9 +144,14 @@ def run_record(recipe, settings, trainer, result, measured):
         **measured,
         "config": {**dataclasses.asdict(settings), **trainer.config},
         "machine": kala.provenance.machine(),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": now(),
         "history": result.history,
     }
+
+
+def now():
+    """The time, in UTC, as results files record it."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def outcome(result):

@@ -125,6 +125,7 @@ def main(argv=None):
 
     # Report: the error rates as JSON, and the figure.
     out_dir = os.path.join(settings.results, RECIPE)
+    measured["finished_at"] = output.now()
     output.write_json(os.path.join(out_dir, "shifts.json"), measured)
     plot(measured, os.path.join(out_dir, "shifts.png"), settings.gap)
     print(f"written to {out_dir}/shifts.json and shifts.png")
@@ -152,6 +153,9 @@ def plot(measured, path, gap):
             axes.plot(measured["shifts"], curves["error_rate"], color=color, marker="o",
                       label=f"{cell} (median of the {solved} of {len(curves['runs'])} seeds "
                             "that solved it)")
+        else:  # Nothing to draw: say so.
+            axes.plot([], [], color=color, linestyle=":",
+                      label=f"{cell}: none of the {len(curves['runs'])} seeds solved it")
     axes.axhline(measured["baseline"], color="grey", linestyle="--", label="chance")
     axes.axvline(0, color="grey", linewidth=0.5)
     axes.set_ylim(-0.02, 1.05)

@@ -35,6 +35,7 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
             done[index] = row
             summary[rows] = [done[index] for index in sorted(done)]
             summary["wall_seconds"] = round(time.monotonic() - started)
+            summary["finished_at"] = output.now()
             # Written before the run is announced: an interrupted sweep keeps what it reported.
             output.write_json(os.path.join(out_dir, "summary.json"), summary)
             left = len(plan) - len(done)

@@ -105,7 +105,8 @@ def main(argv=None):
     out_dir = os.path.join(settings.results, RECIPE)
     output.write_json(os.path.join(out_dir, "gradients.json"), {
         "recipe": RECIPE, "config": dataclasses.asdict(settings),
-        "machine": kala.provenance.machine(), "distance": list(range(settings.seq_len)),
+        "machine": kala.provenance.machine(), "finished_at": output.now(),
+        "distance": list(range(settings.seq_len)),
         "cells": measured,
     })
     plot(measured, os.path.join(out_dir, "gradients.png"), settings.seq_len)
@@ -129,22 +130,44 @@ def ratio(curve):
 
 def plot(measured, path, seq_len):
     """The gradient norm against the distance (log axis): dashed initial, solid trained; the
-    median over seeds bold, each seed thin."""
-    figure, axes = output.new_figure((6.5, 4))
+    median over seeds bold, each seed thin. A gradient of exactly 0 has no place on a log axis:
+    it is marked with an x on the axis's floor, below every other value."""
+    figure, axes = output.new_figure((8, 6))
+    curves_drawn = [curve for curves in measured.values()
+                    for curve in (curves["initial"], curves["trained"],
+                                  *(run[key] for run in curves["runs"]
+                                    for key in ("initial", "trained")))]
+    positive = [value for curve in curves_drawn for value in curve if value > 0]
+    floor = min(positive) / 10 if positive else 1e-30
+    zeros_marked = False
+
+    def draw(curve, **style):
+        nonlocal zeros_marked
+        curve = np.asarray(curve, dtype=float)
+        axes.plot(np.where(curve > 0, curve, np.nan), **style)
+        zeros = np.flatnonzero(curve <= 0)
+        if len(zeros):
+            axes.scatter(zeros, [floor] * len(zeros), marker="x", s=12, color=style["color"],
+                         label=None if zeros_marked else "exactly 0 (drawn at the floor)")
+            zeros_marked = True
+
     for index, (cell, curves) in enumerate(measured.items()):
         color = f"C{index}"
         for run in curves["runs"]:
-            axes.plot(run["initial"], color=color, linestyle="--", linewidth=0.5, alpha=0.5)
-            axes.plot(run["trained"], color=color, linewidth=0.5, alpha=0.5)
+            draw(run["initial"], color=color, linestyle="--", linewidth=0.5, alpha=0.5)
+            draw(run["trained"], color=color, linewidth=0.5, alpha=0.5)
         seeds = len(curves["runs"])
-        axes.plot(curves["initial"], color=color, linestyle="--",
-                  label=f"{cell}, initial (median of {seeds} seeds)")
-        axes.plot(curves["trained"], color=color, label=f"{cell}, trained (median)")
+        draw(curves["initial"], color=color, linestyle="--",
+             label=f"{cell}, initial (median of {seeds} seeds; thin: each seed)")
+        draw(curves["trained"], color=color, label=f"{cell}, trained (median)")
     axes.set_yscale("log")
+    axes.set_ylim(floor / 3, None)
     axes.set_xlabel("distance T − t from the input to the end of the sequence")
     axes.set_ylabel("mean ‖∂loss/∂x_t‖")
-    axes.set_title(f"Gradient reaching back into an adding-problem sequence (T = {seq_len})")
-    axes.legend()
+    axes.set_title(f"The gradient that reaches back into an adding-problem sequence "
+                   f"(T = {seq_len})", fontsize="medium")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+                fontsize="small")  # Below the axes, off the data.
     output.save_figure(figure, path)
 
 

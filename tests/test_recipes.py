@@ -228,7 +228,7 @@ def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
     assert name("--smoke", "--steps", "3000") == "2016-lstm-T20-seed0-steps3000-smoke"
     # A path names its file, so the result stays in DIR/<recipe>/.
     char_language_model = recipe_module("char_language_model")
-    settings = flags.parse(char_language_model.Settings, "", ["--text", "/data/books/emma.txt"])
+    settings = char_language_model.Settings(text="/data/books/emma.txt")  # Not read here.
     assert output.run_name(settings, char_language_model.SMOKE, ["cell", "seed"]) == (
         "lstm-seed0-textemma.txt")
 
@@ -452,13 +452,15 @@ def test_lstm_variants_smoke_sweep_runs_each_variant_at_its_tuned_rate(tmp_path)
 def test_lstm_walkthrough_smoke_watches_the_gates_of_the_trained_model(tmp_path):
     process = run_python(["recipes/lstm_walkthrough.py", "--smoke", "--results", str(tmp_path)])
     assert process.returncode == 0, process.stderr[-3000:]
-    with open(tmp_path / "lstm_walkthrough" / "gates-lstm-4-seed0-smoke.json") as file:
+    run_dir = tmp_path / "lstm_walkthrough" / "lstm-4-seed0-smoke"
+    with open(run_dir / "gates.json") as file:
         measured = json.load(file)
     assert len(measured["carriers"]) == 3 and measured["config"]["smoke"] is True
     for gate in ("input_gate", "forget_gate", "output_gate"):
         assert all(0 <= value <= 1 for value in measured[gate].values())
     assert "forget gate:" in process.stdout and "input gate:" in process.stdout
-    assert (tmp_path / "lstm_walkthrough" / "gates-lstm-4-seed0-smoke.png").stat().st_size > 10_000
+    assert (run_dir / "gates.png").stat().st_size > 10_000
+    assert {"result.json", "model.keras", "task.json"} <= set(os.listdir(run_dir))
 
 
 def test_the_walkthrough_finds_the_unit_that_stores_the_country():

@@ -149,6 +149,30 @@ def test_long_gap_sentences_say_where_and_ask_for_the_language(filler, position)
         assert np.isin(inputs, list(countries)).sum() > 64 + 10
 
 
+@pytest.mark.parametrize("position", ["random", "fixed"])
+def test_every_distractor_sentence_is_whole(position):
+    task = tasks.LongGap(7, position=position)  # Short filler: the last sentence is cut often.
+    inputs, _ = task.batch(0, tasks.TRAIN_STREAM, 0, 512)
+    seen = 0
+    for row in inputs:
+        words = [task.vocabulary[token] for token in row]
+        for i, word in enumerate(words):
+            if word == "visited":
+                seen += 1
+                assert words[i - 1] == "we" and words[i + 1] in task.countries, words
+                assert words[i + 2] == ".", words
+            if word == "we":
+                assert words[i + 1] == "visited", words
+    assert seen > 100
+
+
+def test_the_task_reads_a_text_as_the_served_model_does():
+    task = tasks.LongGap(10)
+    assert task.ids("I grew up in France.") == task.ids("i grew up in france .")
+    with pytest.raises(ValueError, match="'paris' not in the task's vocabulary"):
+        task.ids("I grew up in Paris")
+
+
 def test_long_gap_rejects_unknown_options():
     with pytest.raises(ValueError, match="`position` must be one of random, fixed"):
         tasks.LongGap(10, position="middle")
