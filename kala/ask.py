@@ -146,7 +146,8 @@ def answer(signatures_by_name, question):
     output = np.asarray(next(iter(default(**{name: tf.constant(sequence[None])}).values())))[0]
     lines = [f"output: {', '.join(f'{value:.4f}' for value in np.ravel(output))}"]
     if sequence.shape[1] == 2 and set(np.unique(sequence[:, 1])) <= {0.0, 1.0}:
-        lines.append(f"(the sum of the values marked 1: {sequence[sequence[:, 1] == 1, 0].sum():.4f})")
+        marked = sequence[sequence[:, 1] == 1, 0].sum()
+        lines.append(f"(the sum of the values marked 1: {marked:.4f})")
     return lines
 
 

@@ -19,7 +19,8 @@ Each version carries `assets.extra/tf_serving_warmup_requests`, `PredictionLog` 
 every signature that TF Serving replays before it serves the version
 (https://www.tensorflow.org/tfx/serving/saved_model_warmup). Every export also rewrites
 `<base_path>/models.config`, TF Serving's `model_config_list` with one
-entry per model directory, its base path as the README's Docker command mounts it (`/models`).
+entry per model directory, its base path as the Docker command of docs/serving.md mounts it
+(`/models`).
 A staging directory left by an export that was killed is removed by the next export of that
 model.
 """
@@ -46,7 +47,7 @@ from kala.signatures import SERVING_DEFAULT as SIGNATURE
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 STAGING_PREFIX = ".staging-"
 CONFIG_FILE = "models.config"
-# Where the README's `docker run` mounts the base path inside the TF Serving container.
+# Where the `docker run` of docs/serving.md mounts the base path inside the TF Serving container.
 SERVER_BASE_PATH = "/models"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION = re.compile(r"^[0-9]+$")

@@ -10,7 +10,7 @@ trip on:
 - each version loads, has the `serving_default` signature and no cuDNN ops (which a CPU-only
   server cannot run);
 - each version's warmup requests replay against it (kala writes one for every signature);
-- `models.config` lists exactly the model directories, at the paths the README's Docker command
+- `models.config` lists exactly the model directories, at the paths docs/serving.md's Docker command
   mounts.
 
 From the command line: `python -m kala.serving check [DIR]` (default `saved_models/`) prints a

@@ -374,7 +374,7 @@ class LongGap(Task):
       sentence from the question, and every sequence is `gap + gap // 2 + 9` words long;
     - `"fixed"`: the sequence starts with the sentence and exactly `gap` words follow it. A
       network can then find the country by its distance from the end alone, without learning to
-      remember it: see the README for what that does to the comparison.
+      remember it: docs/findings.md shows what that does to the comparison.
 
     `filler` chooses the other text:
     - `"words"`: words drawn independently from a filler vocabulary;

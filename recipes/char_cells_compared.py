@@ -281,7 +281,8 @@ def report(summary, out_dir):
     left.set(xticks=range(len(cells)),
              xticklabels=[f"{cell}\n{cell_runs[0]['parameters']:,} weights"
                           for cell, cell_runs in cells.items()],
-             xlim=(-0.5, len(cells) - 0.5), ylabel="validation bits per character (lower is better)")
+             xlim=(-0.5, len(cells) - 0.5),
+             ylabel="validation bits per character (lower is better)")
     left.set_title(f"About the same size (the LSTM's {summary['target_parameters']:,} weights), "
                    f"same budget\n(dots: seeds, line: their mean; bigram "
                    f"{runs[0]['bigram_bits_per_char']:.2f})", fontsize=10)

@@ -11,24 +11,25 @@ The task (kala.tasks.LongGap): "i grew up in <country> ." sits at a random place
 text, some of which says "we visited <another country> ."; at the end comes "i speak fluent" and
 the model names the language. Between GAP and GAP + GAP/2 words separate the country from the
 question. `--position fixed` puts the country at a fixed distance from the end instead, which a
-plain RNN can exploit without remembering anything: the README shows what that does.
+plain RNN can exploit without remembering anything: docs/findings.md shows what that does.
 
 Each cell trains at its own learning rate, chosen for it by the same grid search (`--learning-rate
 tuned`, the default; see recipes/tuned.py). Units are matched, not parameter counts: the
 table lists the parameters. Variants of the LSTM run the same sweep in recipes/lstm_variants.py.
 
 Run it:
-    python recipes/long_gap.py                       # gaps 10 and 50: about 3 minutes
-    python recipes/long_gap.py --full                # gaps 10 to 300: about 40 minutes
+    python recipes/long_gap.py                       # gaps 10 and 50: about 5 minutes
+    python recipes/long_gap.py --full                # gaps 10 to 300: about an hour
     python recipes/long_gap.py --task adding         # the same sweep on the adding problem
     python recipes/long_gap.py --gaps 30,100 --seeds 1 --first-seed 100 --steps 3000 \
         --learning-rate 1e-3,3e-3,1e-2 --results results/tuning   # the learning-rate search
     python recipes/long_gap.py --smoke               # a tiny sweep, for the tests
 
-What you should see (2-core CPU, about 3 minutes): a line per run as it ends, then the table. The
-LSTM and the GRU solve both gaps in every seed; the SimpleRNN solves gap 10, and at gap 50 it is
-at its edge (one seed of three solved in the README's run). The full sweep shows it failing in
-every seed from 100 words on, while the LSTM and the GRU still connect country and language.
+What you should see (2-core CPU, about 5 minutes): a line per run as it ends, a line every 15 s
+for a run still going, then the table. The LSTM and the GRU solve both gaps in every seed; the
+SimpleRNN solves gap 10 and no seed at gap 50 (docs/findings.md). The full sweep shows it
+failing in every seed from 100 words on, while the GRU still connects country and language in
+every seed and the LSTM in most, near the end of its budget.
 """
 
 import dataclasses

@@ -25,13 +25,13 @@ other settings: the same task, flags, runs and summary.json.
 
 Run it:
     python recipes/lstm_variants.py              # gap 30, 3 seeds: about 4 minutes
-    python recipes/lstm_variants.py --full       # gaps 30 and 100: about 30 minutes
+    python recipes/lstm_variants.py --full       # gaps 30 and 100: 30 minutes to an hour
     python recipes/lstm_variants.py --smoke      # a tiny sweep, for the tests
 
 What you should see (2-core CPU): a line per run as it ends, then a row per variant. In the
-README's --full run every variant solved gap 30 in every seed, chrono and the IRNN in a median
-of 12,800 sequences, the default LSTM in 19,200, the SimpleRNN in 89,600; at gap 100 the
-SimpleRNN and the 1997 LSTM, without a forget gate, solved none, and chrono still needed 12,800.
+--full run of docs/findings.md chrono solved gap 30 in a median of 6,400 sequences, the IRNN and
+the coupled LSTM in 12,800, the default LSTM in 19,200, the SimpleRNN in 147,200; at gap 100 the
+SimpleRNN and the 1997 LSTM, without a forget gate, solved none, and chrono needed 12,800.
 """
 
 import dataclasses

@@ -4,6 +4,7 @@ Everything here prints or writes files: that is the recipes' job, never the libr
 written under a temporary name, then renamed, so a reader sees the old file or the new one.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -165,7 +166,25 @@ def outcome(result):
 def save_model(model, path, task):
     """Saves the trained model as a `.keras` file, with the vocabulary and labels of `task` in
     task.json beside it, so that `python -m kala.ask PATH QUESTION` can ask it."""
-    kala.ask.save(model, path, **task.serving_options)
+    with _writing(path):
+        kala.ask.save(model, path, **task.serving_options)
+
+
+@contextlib.contextmanager
+def _writing(path, temporary=None, text=None):
+    """Ends the run with one line that names `path` if writing it fails (a full disk, a
+    directory gone), leaving no temporary file. `text`, what the file would have held, is
+    printed first, so that what was measured is not lost."""
+    try:
+        yield
+    except OSError as error:
+        if temporary:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+        if text is not None:
+            print(text, end="", flush=True)
+        flags.fail(f"cannot write {path} ({error.strerror or error})"
+                   + ("; what it would hold is printed above" if text is not None else ""))
 
 
 def model_path(settings, recipe, run):
@@ -174,12 +193,14 @@ def model_path(settings, recipe, run):
 
 
 def write_text(path, text):
-    """Writes `text` to `path` whole: a temporary name, then a rename."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    """Writes `text` to `path` whole: a temporary name, then a rename. If that fails, the text
+    is printed and the run ends with one line that names the path."""
     temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as file:
-        file.write(text)
-    os.replace(temporary, path)
+    with _writing(path, temporary, text):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(temporary, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
 
 
 def write_json(path, payload):
@@ -203,11 +224,12 @@ def save_figure(figure, path):
     from matplotlib import pyplot
 
     figure.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}.png"
-    figure.savefig(temporary, dpi=120)
+    with _writing(path, temporary):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        figure.savefig(temporary, dpi=120)
+        os.replace(temporary, path)
     pyplot.close(figure)
-    os.replace(temporary, path)
 
 
 def check_export_target(settings, default_name):

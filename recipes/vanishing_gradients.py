@@ -9,7 +9,7 @@ sequences, against the distance T − t, for a SimpleRNN and an LSTM, at initial
 training with the adding recipe's settings.
 
 Each cell is measured with several seeds; the figure draws each seed thinly and the median over
-seeds boldly. The README explains what it shows.
+seeds boldly. docs/findings.md explains what it shows.
 
 Run it:
     python recipes/vanishing_gradients.py            # results/vanishing_gradients/: 2.5 minutes

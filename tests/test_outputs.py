@@ -4,12 +4,10 @@ names is checked before any work; a run keeps its trained model."""
 import concurrent.futures
 import dataclasses
 import os
-import shutil
-import subprocess
 
 import pytest
 
-from conftest import ROOT, run_as_a_user, run_python
+from conftest import git, run_as_a_user, run_python
 from test_recipes import LESSONS, recipe_module
 
 # Each lesson's smoke run, and where it keeps its models (none for a recipe that trains none).
@@ -19,33 +17,11 @@ MODELS = {
     "lstm_walkthrough": "lstm_walkthrough/lstm-4-seed0-smoke/model.keras",
     "char_language_model": "char_language_model/lstm-seed0-smoke/model.keras",
     "long_gap": "long_gap/runs/lstm-gap4-lr0.003-seed0/model.keras",
-    "lstm_variants": "lstm_variants/runs/coupled_lstm-gap3-lr0.003-seed0/model.keras",
+    "lstm_variants": "lstm_variants/runs/coupled_lstm-gap3-lr0.01-seed0/model.keras",
     "vanishing_gradients": "vanishing_gradients/runs/lstm-seed0/model.keras",
     "position_shortcut": "position_shortcut/runs/lstm-seed0/model.keras",
     "char_cells_compared": "char_cells_compared/runs",
 }
-
-
-def git(*arguments, cwd):
-    return subprocess.run(["git", *arguments], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
-
-
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory):
-    """A repository holding this working tree's files as its one commit, as a fresh clone
-    would."""
-    clone = tmp_path_factory.mktemp("clone")
-    files = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=ROOT)
-    for name in filter(None, files.split("\0")):
-        if os.path.isfile(os.path.join(ROOT, name)):
-            os.makedirs(os.path.dirname(clone / name), exist_ok=True)
-            shutil.copy2(os.path.join(ROOT, name), clone / name)
-    git("init", "-q", cwd=clone)
-    git("add", "-A", cwd=clone)
-    git("-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "clone",
-        cwd=clone)
-    return clone
 
 
 def test_every_smoke_run_leaves_the_clone_clean_keeps_its_models_and_prints_no_tensorflow(clone):
@@ -124,3 +100,17 @@ def test_a_bad_results_directory_ends_a_long_recipe_before_it_trains(recipe):
     (line,) = process.stderr.splitlines()
     assert line == f"{recipe}.py: error: --results /proc/x: cannot write there (No such file or " \
         "directory)"
+
+
+def test_a_failed_write_at_the_end_names_the_path_and_keeps_what_was_measured(tmp_path, capsys):
+    output = recipe_module("output")
+    (tmp_path / "a file").write_text("")
+    path = tmp_path / "a file" / "long_gap" / "summary.json"  # Its directory cannot be made.
+    with pytest.raises(SystemExit) as exit:
+        output.write_json(str(path), {"solved": True, "sequences_seen": 12800})
+    assert exit.value.code == 2
+    printed = capsys.readouterr()
+    assert '"sequences_seen": 12800' in printed.out  # What was measured is not lost.
+    (line,) = printed.err.splitlines()
+    assert f"cannot write {path} (Not a directory); what it would hold is printed above" in line
+    assert os.listdir(tmp_path) == ["a file"]

@@ -88,11 +88,13 @@ def test_states_and_predictions_over_long_text_come_from_the_model():
         reading.cell_states(model, task, SOURCE, pieces=0)
 
 
-def test_the_smoke_comparison_sizes_cells_alike_searches_rates_and_reuses_runs(tmp_path):
-    command = ["recipes/char_cells_compared.py", "--smoke", "--results", str(tmp_path)]
-    process = run_python(command)
+def test_the_smoke_comparison_sizes_cells_alike_searches_rates_and_reuses_runs(clone):
+    # In the clone, where the smoke runs of every recipe may have run already: the first
+    # command here then reuses their runs.
+    command = ["recipes/char_cells_compared.py", "--smoke"]
+    process = run_python(command, cwd=clone)
     assert process.returncode == 0, process.stderr[-3000:]
-    out = tmp_path / "char_cells_compared"
+    out = clone / "runs" / "char_cells_compared"
     summary = json.loads((out / "summary.json").read_text())
     assert [run["cell"] for run in summary["runs"]] == ["simple_rnn"] * 2 + ["lstm"] * 2 + ["gru"] * 2
     assert summary["units"]["lstm"] == 16
@@ -108,7 +110,7 @@ def test_the_smoke_comparison_sizes_cells_alike_searches_rates_and_reuses_runs(t
     table = (out / "summary.md").read_text()
     assert table.startswith("| cell | units | weights |") and "| gru | 18 |" in table
     # The same command again trains nothing: every run is where it was left.
-    again = run_python(command)
+    again = run_python(command, cwd=clone)
     assert again.returncode == 0 and again.stdout.count("reusing") == 12
     assert "step " not in again.stdout
     assert json.loads((out / "summary.json").read_text())["runs"] == summary["runs"]
@@ -117,10 +119,10 @@ def test_the_smoke_comparison_sizes_cells_alike_searches_rates_and_reuses_runs(t
     record = json.loads(stored.read_text())
     record["corpus"]["sha256"] = "0" * 64
     stored.write_text(json.dumps(record))
-    third = run_python(command)
+    third = run_python(command, cwd=clone)
     assert third.returncode == 0 and third.stdout.count("reusing") == 11
     (out / "summary.md").unlink()
-    report = run_python(command + ["--report-only"])
+    report = run_python(command + ["--report-only"], cwd=clone)
     assert report.returncode == 0 and (out / "summary.md").read_text() == table
 
 

@@ -191,7 +191,7 @@ def test_bad_requests_get_a_clear_error_or_a_documented_answer(tmp_path):
         signature(sequence=tf.zeros((2, 0, 2)))
     # An empty batch gets an empty answer of the right shape.
     assert tuple(signature(sequence=tf.zeros((0, 5, 2)))["prediction"].shape) == (0, 1)
-    # NaN in, NaN out, for that sequence only: the server does not crash (README, "Serving").
+    # NaN in, NaN out, for that sequence only: the server does not crash (docs/serving.md).
     values = np.zeros((2, 5, 2), np.float32)
     values[0, 2, 0] = np.nan
     answer = signature(sequence=tf.constant(values))["prediction"].numpy()

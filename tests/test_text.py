@@ -168,7 +168,8 @@ def test_the_smoke_run_trains_writes_and_reports(tmp_path):
     process = run_python(["recipes/char_language_model.py", "--smoke", "--results",
                           str(tmp_path)])
     assert process.returncode == 0, process.stderr[-3000:]
-    with open(tmp_path / "char_language_model" / "lstm-seed0-smoke.json") as file:
+    run_dir = tmp_path / "char_language_model" / "lstm-seed0-smoke"
+    with open(run_dir / "result.json") as file:
         result = json.load(file)
     assert result["baseline_bits_per_char"] > result["bigram_bits_per_char"] > 0
     assert result["val_bits_per_char"] == result["history"][-1]["metric"]
@@ -184,13 +185,13 @@ def test_the_smoke_run_trains_writes_and_reports(tmp_path):
     for name, cell in result["readable_cells"].items():
         assert 0 <= cell["cell"] < 16 and -1 <= cell["r"] <= 1, name
         assert f"follows {name}" in process.stdout
-    assert (tmp_path / "char_language_model" / "lstm-seed0-smoke-cells.png").stat().st_size > 0
+    assert (run_dir / "cells.png").stat().st_size > 0 and (run_dir / "model.keras").exists()
     assert process.stdout.strip().splitlines()[-1].startswith(
         "char_language_model: lstm reached ")
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
+    (None, "does not exist"),  # Refused by the flags, before the corpus is read.
     (b"", "the file is empty"),
     (b"print('ok')\n\xff\n", r"is not UTF-8 text: byte 12 is b'\\xff'"),
     (b"print('ok')\n", "12 characters are too few"),
@@ -210,7 +211,7 @@ def test_the_recipe_ends_a_bad_corpus_with_one_line_and_exit_2(tmp_path, content
 @pytest.mark.parametrize("recipe, arguments, message", [
     ("char_language_model", ["--prime", ""], "--prime must hold at least one character"),
     ("char_language_model", ["--temperature", "0"], "argument --temperature: expected a positive"),
-    ("char_cells_compared", ["--text", "a.txt", "--tfds", "tiny_shakespeare"],
+    ("char_cells_compared", ["--text", "recipes/flags.py", "--tfds", "tiny_shakespeare"],
      "--text and --tfds exclude each other"),
 ])
 def test_the_recipes_refuse_bad_sampling_and_corpus_flags_before_training(
