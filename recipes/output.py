@@ -233,16 +233,12 @@ def save_figure(figure, path):
 
 
 def check_export_target(settings, default_name):
-    """Under `--export`, refuses a bad model name or an unwritable path now, not after the
-    training (one line, exit code 2)."""
+    """Under `--export`, refuses a bad model name now, not after the training (one line, exit
+    code 2). Whether --saved-models can be written, `flags.parse` has checked already."""
     if not settings.export:
         return
     with flags.bad_arguments():
         kala.export.check_model_name(settings.model_name or default_name)
-        try:
-            os.makedirs(settings.saved_models, exist_ok=True)
-        except OSError as error:
-            raise ValueError(f"--saved-models {settings.saved_models}: {error.strerror}")
 
 
 def export(model, task, settings, default_name):
