@@ -9,7 +9,8 @@ The library, in the order a run uses it:
 - `kala.build_model`: a model of any cell by name, from Keras's built-in layers or the essay's
   cells, with the initializations made for long lags.
 - `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved,
-  stops between steps on Ctrl-C, and resumes from checkpoints.
+  stops between steps on Ctrl-C or SIGTERM (`kala.training.Interrupted`), and resumes from
+  checkpoints, refusing damaged ones; `kala.locks` keeps one run per directory.
 - `kala.export_model`: a SavedModel version directory that TF Serving loads, answering the
   signatures of `kala.signatures`; `kala.stepping` runs a model one step at a time, for the
   `step` signature and for writing text.
@@ -34,8 +35,8 @@ with quiet.start_up():  # TensorFlow's start-up lines, held back (KALA_VERBOSE=1
 from kala import cells, tasks  # noqa: E402
 from kala.export import export_model
 from kala.models import build_model
-from kala.training import Progress, Trainer, TrainResult, train
+from kala.training import Interrupted, Progress, Trainer, TrainResult, train
 
-__all__ = ["Progress", "TrainResult", "Trainer", "build_model", "cells", "export_model", "tasks",
-           "train"]
+__all__ = ["Interrupted", "Progress", "TrainResult", "Trainer", "build_model", "cells",
+           "export_model", "tasks", "train"]
 __version__ = "0.1.0"

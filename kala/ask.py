@@ -39,7 +39,7 @@ def save(model, path, **serving_options):
     """Saves `model` to the `.keras` file `path` and, beside it, `task.json` with the serving
     options that `kala.ask` needs for a token model (vocabulary, unknown id, labels, text unit;
     others, such as example inputs, are left out). Each file is written under a temporary name,
-    then renamed."""
+    then renamed; a write that fails leaves no temporary file and raises OSError."""
     if not str(path).endswith(".keras"):
         raise ValueError(f"save: path must end in .keras, got {path!r}")
     directory = os.path.dirname(os.fspath(path)) or "."
@@ -47,11 +47,20 @@ def save(model, path, **serving_options):
     options = {name: _plain(value) for name, value in serving_options.items()
                if name in OPTIONS and value is not None}
     temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary + ".json", "w") as file:
-        json.dump(options, file)
-    os.replace(temporary + ".json", os.path.join(directory, TASK_FILE))
-    model.save(temporary + ".keras")
-    os.replace(temporary + ".keras", path)
+    try:
+        with open(temporary + ".json", "w") as file:
+            json.dump(options, file)
+        os.replace(temporary + ".json", os.path.join(directory, TASK_FILE))
+        model.save(temporary + ".keras")
+        os.replace(temporary + ".keras", path)
+    except OSError as error:  # A full disk or a size limit: say what did not fit.
+        size = sum(np.asarray(weight).nbytes for weight in model.get_weights())
+        raise OSError(error.errno, f"{error.strerror or error}; the model's weights alone are "
+                      f"{size:,} bytes") from None
+    finally:
+        for leftover in (temporary + ".json", temporary + ".keras"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
 
 
 def _plain(value):

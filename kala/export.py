@@ -22,7 +22,7 @@ every signature that TF Serving replays before it serves the version
 entry per model directory, its base path as the Docker command of docs/serving.md mounts it
 (`/models`).
 A staging directory left by an export that was killed is removed by the next export of that
-model.
+model; one that an exception stopped (a full disk, a signal that raises) is removed at once.
 """
 
 import contextlib
@@ -39,7 +39,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from kala import models, signatures
+from kala import checks, models, signatures
 from kala.signatures import SERVING_DEFAULT as SIGNATURE
 
 # TF Serving replays these requests when it loads a version, before it serves any (its SavedModel
@@ -54,6 +54,10 @@ _VERSION = re.compile(r"^[0-9]+$")
 # What an export writes under a name holding its process id: group 1 is the id.
 _STAGING = re.compile(rf"^{re.escape(STAGING_PREFIX)}([0-9]+)-")
 _CONFIG_TEMPORARY = re.compile(rf"^{re.escape(CONFIG_FILE)}\.tmp-([0-9]+)$")
+# The most characters `generate` writes after a prompt, unless the export says otherwise: on a
+# 2-core CPU about 0.1 ms a character, so a request of 8 prompts is answered within a second or
+# so, and no request can hold the server for minutes or fill its memory.
+MAX_GENERATE_LENGTH = 1000
 
 
 def versions(model_dir):
@@ -108,9 +112,13 @@ def write_models_config(base_path):
         for name in _left_by_dead_exports(base_path, _CONFIG_TEMPORARY):
             os.remove(os.path.join(base_path, name))
         temporary = f"{path}.tmp-{os.getpid()}"  # As _CONFIG_TEMPORARY matches.
-        with open(temporary, "w") as file:
-            file.write(models_config(base_path))
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "w") as file:
+                file.write(models_config(base_path))
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
     return path
 
 
@@ -277,7 +285,8 @@ def check_model_name(model_name):
 
 
 def export_model(model, base_path, model_name, example_inputs=None, *, vocabulary=None,
-                 unknown_id=None, labels=None, text_unit="words"):
+                 unknown_id=None, labels=None, text_unit="words",
+                 max_generate_length=MAX_GENERATE_LENGTH):
     """Publishes `model` as the next version of `model_name` under `base_path`.
 
     The version serves `serving_default`, a `step` signature for a model that runs forwards one
@@ -298,6 +307,8 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
             sequence; adds `serve_text`.
         text_unit: `"characters"` for a language model of characters, whose `vocabulary` is
             single characters: adds `serve_text` (the next character) and `generate`.
+        max_generate_length: the most characters `generate` writes after a prompt (a longer
+            `length` is refused with a message); `MAX_GENERATE_LENGTH` by default.
 
     Returns:
         The path of the new version directory, `<base_path>/<model_name>/<version>`.
@@ -316,6 +327,10 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
     if example_inputs is None:
         example_inputs = _example_inputs(model)
     spec = model.inputs[0]
+    if np.issubdtype(np.asarray(example_inputs).dtype, np.floating) and not np.all(
+            np.isfinite(example_inputs)):
+        raise ValueError("`example_inputs` must hold finite numbers: the signatures refuse NaN "
+                         "and infinity. Received inputs that hold some.")
     if not tf.TensorSpec(spec.shape, spec.dtype).is_compatible_with(tf.constant(example_inputs)):
         raise ValueError(
             f"`example_inputs` must fit the model's input {spec.name!r} of shape "
@@ -323,8 +338,9 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
             f"{np.shape(example_inputs)}, dtype {np.asarray(example_inputs).dtype}"
         )
 
+    max_generate_length = checks.integer("max_generate_length", max_generate_length)
     served = signatures.ServedModel(models.without_cudnn(model), vocabulary, unknown_id, labels,
-                                    text_unit)
+                                    text_unit, max_generate_length)
     answering = signatures.applicable(served)
     model_dir = os.path.join(os.fspath(base_path), model_name)
     os.makedirs(model_dir, exist_ok=True)
@@ -332,8 +348,15 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
     example_inputs = np.asarray(example_inputs)
     staging = os.path.join(model_dir, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        _write_saved_model(served.model, answering, staging)
-        _write_warmup(staging, model_name, _example_requests(answering, example_inputs))
+        try:
+            _write_saved_model(served.model, answering, staging)
+            _write_warmup(staging, model_name, _example_requests(answering, example_inputs))
+        except (OSError, tf.errors.OpError) as error:  # A full disk, a size limit.
+            size = sum(np.asarray(weight).nbytes for weight in model.get_weights())
+            reason = (error.strerror if isinstance(error, OSError) and error.strerror
+                      else str(getattr(error, "message", error)).splitlines()[0])
+            raise OSError(f"cannot write the export to {staging} (the weights alone are "
+                          f"{size:,} bytes): {reason.rsplit('; ', 1)[-1]}") from None
         _validate(staging, answering, model, example_inputs)
         while True:
             version = max(versions(model_dir), default=0) + 1

@@ -63,12 +63,15 @@ class ServedModel:
         text_unit: `"words"` (texts are split at whitespace), or `"characters"` for a language
             model of characters: with a vocabulary of single characters, adds `serve_text`
             (the next character's distribution) and `generate`.
+        max_generate_length: the most characters `generate` writes after a prompt; None sets
+            no bound (a request could then hold a server for hours).
 
     Raises:
         ValueError: an argument that does not fit the model, naming what was received.
     """
 
-    def __init__(self, model, vocabulary=None, unknown_id=None, labels=None, text_unit="words"):
+    def __init__(self, model, vocabulary=None, unknown_id=None, labels=None, text_unit="words",
+                 max_generate_length=None):
         self.model = model
         self.input_spec = model.inputs[0]
         self.output_name = model.output_names[0]
@@ -82,7 +85,8 @@ class ServedModel:
         self.labels = None if labels is None else list(labels)
         # The language model of characters that `serve_text` and `generate` both run.
         self.character_model = (
-            stepping.CharacterModel(self.stepper, self.vocabulary, self.unknown_id)
+            stepping.CharacterModel(self.stepper, self.vocabulary, self.unknown_id,
+                                    max_generate_length)
             if text_unit == "characters" and self.vocabulary is not None else None)
 
     def known(self, ids):
@@ -200,11 +204,12 @@ class ServingDefault:
         # A request of the wrong rank or feature size fails here, with a message naming the
         # expected shape, instead of deep inside the recurrent loop.
         inputs = tf.ensure_shape(inputs, spec.shape)
-        # A sequence of no steps has no last state to answer from.
-        check = tf.debugging.assert_positive(tf.shape(inputs)[1], message=(
-            f"{spec.name}: a sequence needs at least one step; received a request of 0 steps"))
-        with tf.control_dependencies([check]):
-            inputs = tf.identity(inputs)
+        # A sequence of no steps has no last state to answer from; NaN would come out as NaN.
+        inputs = stepping.checked(
+            inputs, stepping.nonempty_batch(inputs, spec.name),
+            stepping.require(tf.shape(inputs)[1] > 0, f"{spec.name}: a sequence needs at least "
+                             "one step; received a request of 0 steps"),
+            stepping.finite(inputs, spec.name))
         return {self.served.output_name: self.served.model(self.served.known(inputs),
                                                            training=False)}
 
@@ -247,8 +252,11 @@ class Step:
         same_rows = [tf.debugging.assert_equal(tf.shape(state)[0], batch_size, message=(
             f"{name}: the state needs one row per sequence of the batch ({spec.name} holds a "
             "different number)")) for state, (name, _) in zip(states, self.states)]
-        with tf.control_dependencies(same_rows):  # Before the cells mix rows that do not match.
-            states = [tf.identity(state) for state in states]
+        same_rows += [stepping.nonempty_batch(inputs, spec.name), stepping.finite(inputs, spec.name),
+                      *(stepping.finite(state, name)
+                        for state, (name, _) in zip(states, self.states))]
+        # Before the cells mix rows that do not match.
+        states = [stepping.checked(state, *same_rows) for state in states]
         output, new_states = self.served.stepper(inputs, states, known=self.served.known)
         return {self.served.output_name: output,
                 **{name: state for (name, _), state in zip(self.states, new_states)}}

@@ -9,7 +9,9 @@
   texts and writes after prompts. The `serve_text` and `generate` signatures of an export
   (`kala.signatures`) and `kala.text.Writer` run it.
 - `looked_up(table, tokens, name, unit, unknown_id)`: the ids of texts' tokens, refusing an
-  empty text, and a token outside the vocabulary where there is no unknown id.
+  empty batch or text, and a token outside the vocabulary where there is no unknown id.
+- `checked(tensor, *requirements)`: `tensor`, once each `require(...)` holds: the checks that
+  refuse a bad request with a message naming the input, what it got and what is valid.
 """
 
 import keras
@@ -91,6 +93,32 @@ class Stepper:
         return x, new_states
 
 
+def require(condition, message, *received):
+    """An op that fails the request unless `condition` holds, with `message` (which names the
+    input and what is valid) and then the values `received`."""
+    return tf.debugging.Assert(condition, [message, *received], summarize=8)
+
+
+def checked(tensor, *requirements):
+    """`tensor`, computed only after every op of `requirements` has passed."""
+    with tf.control_dependencies(requirements):
+        return tf.identity(tensor)
+
+
+def nonempty_batch(tensor, name):
+    """The check that a request holds at least one row of `name`."""
+    return require(tf.shape(tensor)[0] > 0,
+                   f"{name}: the request holds no rows; send at least one")
+
+
+def finite(tensor, name):
+    """The check that a float input holds no NaN or infinity (integers pass)."""
+    if not tensor.dtype.is_floating:
+        return tf.no_op()
+    return require(tf.reduce_all(tf.math.is_finite(tensor)),
+                   f"{name}: every value must be a finite number; received NaN or infinity")
+
+
 def read(stepper, tokens, lengths):
     """Runs `stepper` over a batch of token sequences padded on the right, each up to its own
     length: returns the output after each sequence's last token, and the state there. (In a
@@ -133,7 +161,8 @@ def looked_up(table, tokens, name, unit, unknown_id):
     -1 outside the vocabulary. Refuses an empty text, and a token outside the vocabulary when
     `unknown_id` is None, before anything reads the ids; `name` is the input, `unit` the token."""
     ids = tf.ragged.map_flat_values(table.lookup, tokens)
-    checks = [tf.debugging.assert_positive(ids.row_lengths(), message=(
+    checks = [require(ids.nrows() > 0, f"{name}: the request holds no texts; send at least one"),
+              tf.debugging.assert_positive(ids.row_lengths(), message=(
         f"{name}: every text needs at least one {unit}; received an empty one"))]
     if unknown_id is None:
         checks.append(tf.debugging.Assert(tf.reduce_all(ids.flat_values >= 0), [
@@ -158,17 +187,19 @@ class CharacterModel:
     """A language model of characters (`stepper`'s model predicts the next character at every
     step, `vocabulary[id]` being the character of each id) that reads texts and writes after
     prompts. A character outside the vocabulary is read as `unknown_id`, or refused when it is
-    None. Both methods run in a `tf.function`, whose AutoGraph turns their loops into graph
-    loops; `generate_inputs` is what `generate` takes there."""
+    None. `max_length`, when given, is the most characters `generate` writes after a prompt. Both
+    methods run in a `tf.function`, whose AutoGraph turns their loops into graph loops;
+    `generate_inputs` is what `generate` takes there."""
 
     generate_inputs = [tf.TensorSpec([None], tf.string, name="prompt"),
                        tf.TensorSpec([], tf.int32, name="length"),
                        tf.TensorSpec([], tf.float32, name="temperature"),
                        tf.TensorSpec([], tf.int32, name="seed")]
 
-    def __init__(self, stepper, vocabulary, unknown_id=None):
+    def __init__(self, stepper, vocabulary, unknown_id=None, max_length=None):
         self.stepper = stepper
         self.unknown_id = unknown_id
+        self.max_length = max_length  # The most characters `generate` writes; None: no bound.
         self.characters = tf.constant(list(vocabulary))
         # The unknown id's character is read as unknown, like every character outside.
         known = [(ord(char), index) for index, char in enumerate(vocabulary)
@@ -196,14 +227,18 @@ class CharacterModel:
                 tf.gather(probabilities, order, batch_dims=1))
 
     def generate(self, prompt, length, temperature, seed):
-        """What the model writes after each prompt: see `write`. Refuses an empty prompt, a
-        `length` below 1 and a `temperature` of 0 or less."""
+        """What the model writes after each prompt: see `write`. Refuses no prompts or an empty
+        one, a `length` below 1 or above `max_length`, and a `temperature` that is not a finite
+        number above 0."""
         tokens, lengths = self.ids(tf.ensure_shape(prompt, [None]), "prompt")
-        checks = [tf.debugging.assert_positive(length, message="length: must be 1 or more"),
-                  tf.debugging.assert_positive(temperature, message=(
-                      "temperature: must be above 0"))]
-        with tf.control_dependencies(checks):
-            tokens, length, temperature = (tf.identity(tokens), tf.identity(length),
-                                           tf.identity(temperature))
+        most = self.max_length
+        valid = f"between 1 and {most:,} (the maximum of this export)" if most else "1 or more"
+        checks = [
+            require(length >= 1 if most is None else (length >= 1) & (length <= most),
+                    f"length: must be {valid}; received", length),
+            require(tf.math.is_finite(temperature) & (temperature > 0),
+                    "temperature: must be a finite number above 0; received", temperature)]
+        tokens, length, temperature = (checked(value, *checks)
+                                       for value in (tokens, length, temperature))
         return write(self.stepper, prompt, tokens, lengths, length, temperature, seed,
                      self.characters)

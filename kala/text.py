@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import stat
 import sysconfig
 
 import keras
@@ -73,10 +74,13 @@ def read_corpus(path):
     """The UTF-8 text of the file at `path` as a `Corpus`.
 
     Raises:
-        ValueError: the file is missing, unreadable, empty or not UTF-8 (naming the byte
-            offset of the first bad byte).
+        ValueError: the file is missing, not a regular file, unreadable, empty or not UTF-8
+            (naming the byte offset of the first bad byte).
     """
     try:
+        if not (os.path.isdir(path) or stat.S_ISREG(os.stat(path).st_mode)):
+            # A FIFO or a device: reading one could wait forever, or never end.
+            raise ValueError(f"{path}: not a regular file (a FIFO, socket or device)")
         with open(path, "rb") as file:
             data = file.read()
     except FileNotFoundError:
@@ -197,6 +201,10 @@ class CharLanguageModel(Task):
         self.validation_fraction = validation_fraction
         # U+FFFD in the text is read as the unknown character it stands for.
         self.vocabulary = (UNKNOWN_CHARACTER, *sorted(set(text[:split]) - {UNKNOWN_CHARACTER}))
+        if len(self.vocabulary) == 1:
+            raise ValueError(
+                f"{corpus.source}: its training part holds no character but U+FFFD (the mark of "
+                "an unreadable character): nothing to learn from")
         self.vocab_size = self.num_classes = len(self.vocabulary)
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(

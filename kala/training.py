@@ -7,16 +7,21 @@ says how many sequences were seen until then: the unit of Hochreiter & Schmidhub
 
 With a `checkpoint_dir`, progress is saved with `tf.train.CheckpointManager` (which writes under a
 temporary name, then renames) and a later run with the same settings resumes at the saved step
-with the same batches it would have seen. Ctrl-C stops a run between two steps, with a checkpoint.
-The loop never prints; it reports `Progress` events to a callback. TensorFlow places the work on
+with the same batches it would have seen; a damaged checkpoint is refused, naming the file.
+Ctrl-C or SIGTERM stops a run between two steps, with a
+checkpoint, and raises `Interrupted`. The loop never prints; it reports `Progress` events to a
+callback. TensorFlow places the work on
 a GPU when one is visible.
 """
 
 import contextlib
 import dataclasses
+import glob
 import importlib.util
 import json
 import os
+import re
+import shutil
 import signal
 import threading
 import time
@@ -25,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kala import checks
+from kala import checks, locks
 
 RUN_FILE = "kala_run.json"
 
@@ -82,13 +87,20 @@ class Trainer:
         jit_compile: compile the train step with XLA. On a 2-core CPU it made small shapes
             faster and some larger ones slower (`python -m bench` measures it).
         stop_when_solved: stop at the first evaluation that meets the task's criterion.
-        checkpoint_dir: where to save and resume from; None disables checkpoints.
+        checkpoint_dir: where to save and resume from; None disables checkpoints. The
+            directory is locked while a Trainer restores from it and while it runs: another
+            Trainer (in any process) is refused then.
+        resume_from_previous: when the latest checkpoint in `checkpoint_dir` is damaged (or the
+            state file naming it is gone), resume from the newest intact one and remove the
+            damaged ones. Without it, such a directory is refused with a ValueError that names
+            the damaged file and the intact checkpoint.
         logdir: where to write TensorBoard scalars; None disables them.
     """
 
     def __init__(self, model, task, *, steps, batch_size=32, learning_rate=1e-2, clipnorm=1.0,
                  seed=0, eval_every=100, log_every=10, stop_when_solved=True,
-                 checkpoint_dir=None, logdir=None, jit_compile=False):
+                 checkpoint_dir=None, logdir=None, jit_compile=False,
+                 resume_from_previous=False):
         steps, batch_size = checks.integer("steps", steps), checks.integer("batch_size", batch_size)
         eval_every = checks.integer("eval_every", eval_every)
         log_every = checks.integer("log_every", log_every)
@@ -128,8 +140,16 @@ class Trainer:
         self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
         self.last_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False, name="metric")
         self.manager = None
+        self._lock = None
+        # What was wrong with the latest checkpoint, when `resume_from_previous` resumed from
+        # an older one; else None.
+        self.resumed_instead = None
         if checkpoint_dir is not None:
-            self._restore(os.fspath(checkpoint_dir))
+            try:
+                self._restore(os.fspath(checkpoint_dir), checks.boolean(
+                    "resume_from_previous", resume_from_previous))
+            finally:  # `run` takes the lock again, so a Trainer that never runs holds nothing.
+                self.release()
 
         # Built once, so its cache serves every evaluation after the first.
         self.test_data = task.test_dataset()
@@ -153,52 +173,115 @@ class Trainer:
 
     # --- Checkpoints. ------------------------------------------------------------------------
 
-    def _restore(self, directory):
-        checkpoint = tf.train.Checkpoint(
+    def _restore(self, directory, resume_from_previous):
+        """Locks `directory`, checks that its run is this one, and restores its latest
+        checkpoint, or (with `resume_from_previous`) the newest intact one. Every refusal is a
+        ValueError that names the file and what is wrong with it."""
+        self._lock_directory = directory
+        self._lock = locks.hold(directory)
+        _remove_temporaries(directory)
+        self._checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step,
             solved_at_step=self.solved_at_step, seconds=self.elapsed, metric=self.last_metric,
         )
-        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
-        run_file = os.path.join(directory, RUN_FILE)
-        if os.path.exists(run_file):
-            with open(run_file) as file:
-                saved = json.load(file)
-            changed = {key: (saved.get(key), value) for key, value in self.config.items()
-                       if saved.get(key) != value}
-            if changed:
-                details = "; ".join(f"{key}: saved {old!r}, now {new!r}"
-                                    for key, (old, new) in sorted(changed.items()))
+        self.manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=2)
+        on_disk = _checkpoints_on_disk(directory)
+        state_file = os.path.join(directory, STATE_FILE)
+        saved = _read_run_file(directory)
+        if saved is None:
+            if on_disk or os.path.exists(state_file):
                 raise ValueError(
-                    f"The checkpoint in {directory} belongs to a different run ({details}). "
-                    "Resume with the same settings, or use another checkpoint directory."
+                    f"{directory} holds checkpoints but no {RUN_FILE} saying which run they "
+                    "belong to, so they cannot be checked against this one. Restore the file, "
+                    "or use another checkpoint directory."
                 )
+            return
+        changed = {key: (saved.get(key), value) for key, value in self.config.items()
+                   if saved.get(key) != value}
+        if changed:
+            details = "; ".join(f"{key}: saved {old!r}, now {new!r}"
+                                for key, (old, new) in sorted(changed.items()))
+            raise ValueError(
+                f"The checkpoint in {directory} belongs to a different run ({details}). "
+                "Resume with the same settings, or use another checkpoint directory."
+            )
         latest = self.manager.latest_checkpoint
-        if latest is not None or os.path.exists(os.path.join(directory, "checkpoint")):
-            # tf.train.latest_checkpoint answers from the index file even when the files it
-            # names are gone; restarting from step 0 then would silently throw the run away.
-            try:
-                if latest is None or not tf.io.gfile.exists(latest + ".index"):
-                    raise tf.errors.NotFoundError(None, None, "no index file")
-                checkpoint.restore(latest).assert_existing_objects_matched()
-            except (tf.errors.NotFoundError, tf.errors.DataLossError) as error:
-                raise ValueError(
-                    f"{directory} has a checkpoint index but its checkpoint files are missing or "
-                    f"unreadable ({error.message}). Restore them, or use another checkpoint "
-                    "directory to start afresh."
-                ) from None
+        if latest is None and not on_disk:
+            if os.path.exists(state_file):
+                raise ValueError(f"{state_file} names no checkpoint that can be read, and the "
+                                 "directory holds none. Use another checkpoint directory.")
+            return  # Stopped before its first checkpoint: nothing to resume.
+        if latest is None:
+            problem = (f"{state_file} is damaged (it names no checkpoint)"
+                       if os.path.exists(state_file) else f"{state_file} is missing")
+        else:
+            problem = _damage(latest)
+        if problem is None:
+            self._load(latest)
+            return
+        older = [prefix for prefix in reversed(on_disk) if prefix != latest]
+        intact = next((prefix for prefix in older if _damage(prefix) is None), None)
+        if intact is None:
+            raise ValueError(f"Cannot resume from {directory}: {problem}, and it holds no "
+                             "intact older checkpoint. Use another checkpoint directory to "
+                             "start afresh.")
+        if not resume_from_previous:
+            raise ValueError(
+                f"Cannot resume from {directory}: {problem}. The older checkpoint "
+                f"{os.path.basename(intact)} (step {_number(intact):,}) is intact: resume from "
+                "it with resume_from_previous=True (the recipes' --resume-from-previous), or "
+                "use another checkpoint directory."
+            )
+        # Resume from the intact one: the damaged newer ones go, and the state names it.
+        for prefix in on_disk:
+            if _number(prefix) > _number(intact):
+                _remove_checkpoint(prefix)
+        kept = [prefix for prefix in on_disk if _number(prefix) <= _number(intact)]
+        _write_state(directory, kept[-2:])
+        self.manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=2)
+        self._load(intact)
+        self.resumed_instead = problem
+
+    def _load(self, prefix):
+        try:
+            self._checkpoint.restore(prefix).assert_existing_objects_matched()
+        except Exception as error:  # Any way a checkpoint can fail to fit.
+            raise ValueError(f"Cannot restore {prefix}: {_first_line(error)}. Use another "
+                             "checkpoint directory.") from None
 
     def _save(self):
         if self.manager is None:
             return
         # The settings go beside the checkpoint, so that a resume with others is refused.
         directory = self.manager.directory
-        os.makedirs(directory, exist_ok=True)
-        run_file = os.path.join(directory, RUN_FILE)
-        if not os.path.exists(run_file):  # An existing one was checked equal when restoring.
-            with open(run_file + ".tmp", "w") as file:
-                json.dump(self.config, file, indent=2)
-            os.replace(run_file + ".tmp", run_file)
-        self.manager.save(checkpoint_number=int(self.step.numpy()))
+        prefix = os.path.join(directory, f"ckpt-{int(self.step.numpy())}")
+        complete = set(self.manager.checkpoints)
+        try:
+            run_file = os.path.join(directory, RUN_FILE)
+            if not os.path.exists(run_file):  # An existing one was checked equal when restoring.
+                with open(run_file + ".tmp", "w") as file:
+                    json.dump(self.config, file, indent=2)
+                os.replace(run_file + ".tmp", run_file)
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
+        except (OSError, tf.errors.OpError) as error:
+            # A full disk or a size limit: what was written goes; earlier checkpoints stay.
+            _remove_temporaries(directory)
+            if prefix not in complete:
+                _remove_checkpoint(prefix)
+            size = sum(variable.numpy().nbytes for variable in self._checkpoint_variables())
+            raise OSError(f"cannot write the checkpoint {prefix} ({size:,} bytes of weights and "
+                          f"optimizer state): {_reason(error)}; the earlier checkpoints in "
+                          f"{directory} are intact") from None
+
+    def _checkpoint_variables(self):
+        return [*self.model.variables, *self.optimizer.variables]
+
+    def release(self):
+        """Lets another run use the checkpoint directory; `run` takes it again."""
+        if self.manager is not None:  # What this run saved last, before another can save.
+            self._restored = _latest_in_state(self.manager.directory)
+        if self._lock is not None:
+            self._lock.release()
 
     # --- The steps. --------------------------------------------------------------------------
 
@@ -247,16 +330,28 @@ class Trainer:
         """Trains until solved or out of budget; returns a `TrainResult`.
 
         `on_progress` receives a `Progress` after every `log_every` steps and every evaluation.
-        Ctrl-C (in the main thread) stops training between two steps; so does a KeyboardInterrupt
-        raised by `on_progress`. Either way the trainer saves a checkpoint (when it has a
-        directory) and re-raises KeyboardInterrupt; a second Ctrl-C interrupts at once.
+        Ctrl-C or SIGTERM (in the main thread) stops training between two steps and raises
+        `Interrupted`; a KeyboardInterrupt raised by `on_progress` stops it too. Either way the
+        trainer saves a checkpoint (when it has a directory) first; a second Ctrl-C interrupts
+        at once.
+
+        Raises:
+            Interrupted: a signal stopped training (after the checkpoint).
+            OSError: a checkpoint could not be written (a full disk); the message names it.
         """
+        if self.manager is not None and not self._lock.held:
+            self._lock = locks.hold(self._lock_directory)
+            if _latest_in_state(self.manager.directory) != self._restored:
+                self.release()
+                raise ValueError(
+                    f"Another run saved checkpoints in {self.manager.directory} after this "
+                    "Trainer restored from it. Make a new Trainer to resume from them.")
         start_step = int(self.step.numpy())
         self._clock = (time.perf_counter(), float(self.elapsed.numpy()))
         history = []
         writer = tf.summary.create_file_writer(self.logdir) if self.logdir else None
         try:
-            with _ctrl_c_between_steps() as ctrl_c_pressed:
+            with _signals_between_steps() as signalled:
                 while not self._finished():
                     step = int(self.step.numpy())
                     # The steps up to the next report, evaluation or the end, in one call.
@@ -271,8 +366,8 @@ class Trainer:
                     if evaluated:
                         history.append(self._evaluate(loss, writer))
                     self._report(on_progress, loss, evaluated)
-                    if ctrl_c_pressed():
-                        raise KeyboardInterrupt
+                    if signalled():
+                        raise Interrupted(signalled())
             if np.isnan(self.last_metric.numpy()):  # A resumed run with no step left to take.
                 history.append(self._evaluate(None, writer))
                 self._report(on_progress, None, evaluated=True)
@@ -283,6 +378,7 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
+            self.release()
 
         solved_at = int(self.solved_at_step.numpy())
         return TrainResult(
@@ -337,32 +433,167 @@ class Trainer:
         ))
 
 
+# --- Checkpoint files. -----------------------------------------------------------------------
+
+STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's list of the kept checkpoints.
+_CHECKPOINT = re.compile(r"^ckpt-([0-9]+)\.(index|data-[0-9]+-of-[0-9]+)$")
+
+
+def _latest_in_state(directory):
+    """The state file's latest checkpoint (None without one): what a run saved last."""
+    with contextlib.suppress(OSError):
+        with open(os.path.join(directory, STATE_FILE)) as file:
+            return file.readline()
+    return None
+
+
+def _number(prefix):
+    return int(prefix.rsplit("-", 1)[1])
+
+
+def _checkpoints_on_disk(directory):
+    """The prefixes of the checkpoints with any file in `directory`, oldest first."""
+    numbers = {int(match.group(1)) for name in os.listdir(directory)
+               if (match := _CHECKPOINT.match(name))}
+    return [os.path.join(directory, f"ckpt-{number}") for number in sorted(numbers)]
+
+
+def _remove_temporaries(directory):
+    """Removes what a write that was killed or failed leaves: the manager's `checkpoint.tmp*`,
+    TensorFlow's `ckpt-N_temp/` shards and kala's `kala_run.json.tmp`. Only the run holding the
+    directory's lock calls it."""
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.startswith(STATE_FILE + ".tmp") or name == RUN_FILE + ".tmp":
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        elif name.startswith("ckpt-") and name.endswith("_temp") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_state(directory, prefixes):
+    """Rewrites the state file to keep `prefixes` (oldest first), the last as the latest, in the
+    text format that tf.train.CheckpointManager writes; whole or not at all."""
+    names = [os.path.basename(prefix) for prefix in prefixes]
+    lines = [f'model_checkpoint_path: "{names[-1]}"',
+             *(f'all_model_checkpoint_paths: "{name}"' for name in names)]
+    path = os.path.join(directory, STATE_FILE)
+    with open(path + ".tmp-kala", "w") as file:
+        file.write("\n".join(lines) + "\n")
+    os.replace(path + ".tmp-kala", path)
+
+
+def _remove_checkpoint(prefix):
+    for path in glob.glob(glob.escape(prefix) + ".*"):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def _read_run_file(directory):
+    """The settings a checkpoint directory's run saved, or None if it saved none."""
+    path = os.path.join(directory, RUN_FILE)
+    try:
+        with open(path) as file:
+            saved = json.load(file)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:  # Unreadable, or not JSON (a bad byte, truncated).
+        raise ValueError(f"{path} is damaged ({error}); it says which run the checkpoints "
+                         "belong to. Restore it, or use another checkpoint directory.") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} is damaged (expected a JSON object of settings, got "
+                         f"{type(saved).__name__}). Restore it, or use another checkpoint "
+                         "directory.")
+    return saved
+
+
+def _damage(prefix):
+    """What is wrong with the checkpoint at `prefix`, naming the file; None if every tensor in
+    it reads back (each is checked against the checksum in the index)."""
+    index = prefix + ".index"
+    if not os.path.exists(index):
+        return f"{index} is missing"
+    shards = sorted(glob.glob(glob.escape(prefix) + ".data-*-of-*"))
+    if not shards:
+        return f"{prefix}.data-00000-of-00001 is missing"
+    expected = int(shards[0].rsplit("-of-", 1)[1])
+    if len(shards) != expected:
+        return f"{prefix} should have {expected} data files and has {len(shards)}"
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        names = list(reader.get_variable_to_shape_map())
+    except Exception as error:  # Truncated, emptied or altered: TensorFlow says how.
+        return f"{index} is damaged ({_first_line(error)})"
+    for name in names:
+        try:
+            reader.get_tensor(name)
+        except Exception as error:
+            where = shards[0] if len(shards) == 1 else f"{prefix}.data-*"
+            return f"{where} is damaged ({_first_line(error)})"
+    return None
+
+
+def _first_line(error):
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0][:300]
+
+
+def _reason(error):
+    """Why a write failed, in the words of the OS: `No space left on device`."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = re.sub(r"\s*\[Op:\w+\]$", "", _first_line(error))
+    return text.rsplit("; ", 1)[-1] if "; " in text else text
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by `Trainer.run` when Ctrl-C (SIGINT) or SIGTERM stopped training between two
+    steps, after the checkpoint; `signum` says which. A KeyboardInterrupt, so that code which
+    handles Ctrl-C handles both."""
+
+    def __init__(self, signum=signal.SIGINT):
+        self.signum = signal.Signals(signum)
+        super().__init__(self.signum.name)
+
+
+def raise_interrupted(signum, frame):
+    """A signal handler that raises `Interrupted`: a script that installs it for SIGTERM is
+    stopped by SIGTERM as by Ctrl-C, with `finally` blocks run (an export's staging directory
+    removed). `Trainer.run` takes SIGTERM over from it, as from the default handler."""
+    raise Interrupted(signum)
+
+
 @contextlib.contextmanager
-def _ctrl_c_between_steps():
-    """Makes Ctrl-C a request that the loop honours between two graph calls, and yields a
-    function that says whether it came.
+def _signals_between_steps():
+    """Makes Ctrl-C and SIGTERM requests that the loop honours between two graph calls, and
+    yields a function that says which came (None before any).
 
     Python raises KeyboardInterrupt wherever the main thread is, and inside the callback through
-    which TensorFlow feeds tf.data that can crash the process. So the first Ctrl-C only sets a
-    flag and restores the previous handler: a second one interrupts at once. Nothing changes
-    outside the main thread, or where the program has a SIGINT handler of its own (a worker
-    process that ignores Ctrl-C keeps ignoring it).
+    which TensorFlow feeds tf.data that can crash the process. So the first signal only sets a
+    flag and restores the previous handler: a second Ctrl-C interrupts at once. Nothing changes
+    outside the main thread, or for a signal the program handles its own way (a worker process
+    that ignores Ctrl-C keeps ignoring it).
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield lambda: False
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
         return
-    pressed = []
+    ours = {signal.SIGINT: (signal.default_int_handler,),
+            signal.SIGTERM: (signal.SIG_DFL, raise_interrupted)}
+    previous = {signum: signal.getsignal(signum) for signum in ours}
+    taken = [signum for signum, handlers in ours.items() if previous[signum] in handlers]
+    received = []
 
     def request_stop(signum, frame):
-        pressed.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        received.append(signum)
+        signal.signal(signum, previous[signum])
 
-    signal.signal(signal.SIGINT, request_stop)
+    for signum in taken:
+        signal.signal(signum, request_stop)
     try:
-        yield lambda: bool(pressed)
+        yield lambda: received[0] if received else None
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in taken:
+            signal.signal(signum, previous[signum])
 
 
 def train(model, task, *, on_progress=None, **options):

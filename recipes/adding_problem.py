@@ -56,6 +56,7 @@ class Settings:
     model_name: str = ""  # name to export the model under (default: the recipe's name)
     results: str = "runs"  # writes result.json and model.keras into DIR/adding_problem/RUN/
     checkpoint_dir: str = ""  # save checkpoints here and resume from them (default: none)
+    resume_from_previous: bool = False  # if the latest checkpoint is damaged, use an older one
     logdir: str = ""  # write TensorBoard scalars here (default: none)
 
 
@@ -85,12 +86,11 @@ def main(argv=None):
             model, task, steps=settings.steps, batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, clipnorm=settings.clipnorm,
             seed=settings.seed, eval_every=settings.eval_every,
-            checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None)
+            checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None,
+            resume_from_previous=settings.resume_from_previous)
     output.starting(RECIPE, settings, task, model, trainer)
-    try:
+    with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
-    except KeyboardInterrupt:
-        output.interrupted(RECIPE, trainer, settings.checkpoint_dir)
 
     # Report: the result as JSON beside the trained model, the model for TF Serving if asked,
     # and the run in one line.
@@ -106,4 +106,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    flags.run(main)

@@ -300,4 +300,4 @@ def report(summary, out_dir):
 
 
 if __name__ == "__main__":
-    main()
+    flags.run(main)

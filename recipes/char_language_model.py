@@ -75,8 +75,10 @@ class Settings:
     export: bool = False  # export the trained model for TF Serving
     saved_models: str = "saved_models"  # TF Serving model base path for --export
     model_name: str = ""  # name to export the model under (default: the recipe's name)
+    max_generate_length: int = 1000  # under --export, the most characters generate writes a prompt
     results: str = "runs"  # result.json, model.keras, cells.png go in DIR/char_language_model/RUN/
     checkpoint_dir: str = ""  # save checkpoints here and resume from them (default: none)
+    resume_from_previous: bool = False  # if the latest checkpoint is damaged, use an older one
     logdir: str = ""  # write TensorBoard scalars here (default: none)
 
 
@@ -120,7 +122,8 @@ def main(argv=None):
             model, task, steps=settings.steps, batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, clipnorm=settings.clipnorm,
             seed=settings.seed, eval_every=settings.eval_every,
-            checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None)
+            checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None,
+            resume_from_previous=settings.resume_from_previous)
     writer = kala.text.Writer(model, task)
     print(f"{RECIPE}: {len(corpus.text):,} characters of {corpus.source} "
           f"({task.vocab_size - 1} distinct in the training part); {settings.cell} "
@@ -145,10 +148,8 @@ def main(argv=None):
               f"--- sample at temperature {settings.temperature}:\n{settings.prime}{text}\n---",
               flush=True)
 
-    try:
+    with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=on_progress)
-    except KeyboardInterrupt:
-        output.interrupted(RECIPE, trainer, settings.checkpoint_dir)
     # Characters per second of training alone: the time spent sampling is taken out.
     characters = result.steps * settings.batch_size * settings.seq_len
     characters_per_second = round(characters / (result.seconds - sum(sampling_seconds)))
@@ -258,4 +259,4 @@ def draw_cells(cells, snippet, path, title):
 
 
 if __name__ == "__main__":
-    main()
+    flags.run(main)

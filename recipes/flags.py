@@ -8,7 +8,9 @@ and its choices. Presets such as `--smoke` and `--full` are plain dicts of overr
 before the flags given. A bad flag ends the run with one line and exit code 2.
 
 Recipes import this module first: it quiets TensorFlow's C++ logging before TensorFlow loads,
-unless `--verbose` is given.
+unless `--verbose` is given. Run as a script (`flags.run(main)`), a recipe that Ctrl-C or SIGTERM
+stops ends with one line and exit code 130 or 143: at once while it starts, after `finally`
+blocks (an export's staging directory removed) once it runs; training stops at a checkpoint.
 """
 
 import argparse
@@ -16,13 +18,36 @@ import contextlib
 import dataclasses
 import inspect
 import io
+import math
 import os
 import re
+import signal
+import stat
 import sys
 import tempfile
+import textwrap
 import tokenize
 import types
 import typing
+
+# Exit codes: 2 for bad arguments or files (as argparse does); 128 + the signal's number for an
+# interruption (130 for Ctrl-C, 143 for SIGTERM), as shells report it.
+EXIT_BAD_ARGUMENTS = 2
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+RECIPES = os.path.dirname(os.path.abspath(__file__))
+_SCRIPT = os.path.abspath(getattr(sys.modules["__main__"], "__file__", None) or "")
+
+
+def _interrupted_while_starting(signum, frame):
+    """Ctrl-C or SIGTERM while TensorFlow loads: nothing is written yet, so end now."""
+    os.write(2, f"{os.path.basename(sys.argv[0])}: interrupted while starting; nothing was "
+                "written\n".encode())
+    os._exit(128 + signum)
+
+
+if os.path.dirname(_SCRIPT) == RECIPES:  # Run as a script, not imported by the tests.
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, _interrupted_while_starting)
 
 # Quiet by default: kala holds back TensorFlow's start-up lines (kala.quiet) and this hides its
 # info and warning lines. `--verbose` shows them all, in worker processes too.
@@ -32,12 +57,14 @@ else:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kala.quiet  # noqa: E402  Loads TensorFlow now, before a recipe's other imports can.
+import kala.training  # noqa: E402
 
 kala.quiet.for_this_process()
-
-# Exit codes: 2 for bad arguments or files (as argparse does), 130 for Ctrl-C (as shells do).
-EXIT_BAD_ARGUMENTS = 2
-EXIT_INTERRUPTED = 130
+if os.path.dirname(_SCRIPT) == RECIPES:
+    # Started: Ctrl-C raises KeyboardInterrupt and SIGTERM `kala.Interrupted`, which `run` ends
+    # the recipe on, and which the trainer holds until the step is done.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, kala.training.raise_interrupted)
 # Numbers must be above 0, but these, which count from 0, and these, which take any sign.
 COUNTED_FROM_ZERO = ("seed", "first_seed", "example")
 SIGNED = ("shifts",)
@@ -48,6 +75,18 @@ FILES = ("text",)
 # The repository's results/, which the docs quote: written only on purpose (`--results results`).
 COMMITTED_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                  "results")
+
+
+def run(main):
+    """Runs a recipe's `main`: an interruption that the recipe does not handle itself ends it
+    with one line and exit code 128 + the signal's number."""
+    try:
+        main()
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        print(f"\n{os.path.basename(sys.argv[0])}: interrupted ({signal.Signals(signum).name}); "
+              "nothing half-written was left", file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 def fail(message):
@@ -62,12 +101,25 @@ class _Parser(argparse.ArgumentParser):
         fail(message)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps each flag's help at spaces, and a list too long for a line after its commas, never
+    inside a word (argparse would cut `lstm+chrono` in two)."""
+
+    def _split_lines(self, text, width):
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        # A long word's commas become places to break ("\0 "), which do not show.
+        text = " ".join(re.sub(r",(?=\S)", ",\0 ", word) if len(word) > width else word
+                        for word in text.split(" "))
+        lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+        return [line.replace("\0 ", "").replace("\0", "") for line in lines]
+
+
 def parse(settings_class, description, argv=None, **presets):
     """The settings of this run: the dataclass's defaults, then each preset whose switch was
     given (`smoke={...}` under `--smoke`), then the flags given. At most one preset."""
     comments = _comments(settings_class)
     parser = _Parser(prog=os.path.basename(sys.argv[0]), description=description,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                     formatter_class=_HelpFormatter)
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own log lines, start-up included")
     for field in dataclasses.fields(settings_class):
@@ -97,22 +149,94 @@ def parse(settings_class, description, argv=None, **presets):
                                                        COMMITTED_RESULTS):
         fail(f"--smoke runs are not kept: --results {settings.results} holds the committed "
              "results; leave --results out (runs/) or name another directory")
+    for name in (*DIRECTORIES, *FILES):
+        if name in given and not given[name].strip():
+            fail(f"--{name.replace('_', '-')} was given an empty path; name one, or leave the "
+                 "flag out for its default")
     for name in DIRECTORIES:
         path = getattr(settings, name, "")
         if path:
             _check_directory(f"--{name.replace('_', '-')}", path)
     for name in FILES:
         path = getattr(settings, name, "")
-        if not path:
-            continue
-        flag = f"--{name.replace('_', '-')}"
-        if not os.path.exists(path):
-            fail(f"{flag} {path} does not exist")
-        if os.path.isdir(path):
-            fail(f"{flag} {path} is a directory, expected a file")
-        if not os.access(path, os.R_OK):
-            fail(f"{flag} {path} cannot be read")
+        if path:
+            _check_file(f"--{name.replace('_', '-')}", path)
+    _check_memory(settings)
     return settings
+
+
+def memory_needed(units, seq_len, batch_size, features=1):
+    """About how many bytes training a one-layer recurrent model takes, at the least: float32
+    weights of four gates, with their gradients and Adam's two moments, and the activations of
+    one batch that backpropagation keeps (some eight vectors of `units` a step), twice over."""
+    weights = 4 * units * (units + features + 1)
+    activations = batch_size * seq_len * (8 * units + features)
+    return 4 * (4 * weights + 2 * activations)
+
+
+def available_memory():
+    """The bytes this process may use: the machine's memory, or less under a cgroup's limit or
+    a `ulimit -v`."""
+    limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
+    with contextlib.suppress(OSError, ValueError):
+        with open("/sys/fs/cgroup/memory.max") as file:
+            limits.append(int(file.read()))  # "max" (no limit) is not an int.
+    with contextlib.suppress(ImportError, ValueError):
+        import resource
+
+        for kind in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+            soft = resource.getrlimit(kind)[0]
+            if soft != resource.RLIM_INFINITY:
+                limits.append(soft)
+    return min(limits)
+
+
+def _bytes(count):
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count:,.0f} bytes"
+
+
+def _check_memory(settings):
+    """Ends the run now, before a model is built, if its sizes (`units`, `batch_size` and the
+    sequence length, `seq_len` or the longest gap) would need more memory than the machine has."""
+    units = getattr(settings, "units", None)
+    batch_size = getattr(settings, "batch_size", None)
+    lengths = [value for name in ("seq_len", "gap", "gaps", "sample_length")
+               for value in _as_tuple(getattr(settings, name, ()))]
+    if not (units and batch_size and lengths):
+        return
+    units = max(_as_tuple(units))
+    needed = memory_needed(units, max(lengths), batch_size,
+                           features=getattr(settings, "embedding_dim", 1))
+    available = available_memory()
+    if needed > available:
+        fail(f"--units {units}, --batch-size {batch_size} and sequences of {max(lengths):,} steps "
+             f"would need at least {_bytes(needed)} of memory to train; this machine allows "
+             f"{_bytes(available)}")
+
+
+def _as_tuple(value):
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _check_file(flag, path):
+    """Ends the run now unless `path` is a regular file this process can read. A FIFO or a
+    device is refused before it is opened: reading one could wait forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        fail(f"{flag} {path} does not exist")
+    except OSError as error:
+        fail(f"{flag} {path} cannot be read ({error.strerror})")
+    if stat.S_ISDIR(mode):
+        fail(f"{flag} {path} is a directory, expected a file")
+    if not stat.S_ISREG(mode):
+        fail(f"{flag} {path} is not a regular file (a FIFO, socket or device), expected a "
+             "text file")
+    if not os.access(path, os.R_OK):
+        fail(f"{flag} {path} cannot be read")
 
 
 def _same_path(path, other):
@@ -200,9 +324,10 @@ def _converter(name, kind):
         convert_item = _converter(name, typing.get_args(kind)[0])
 
         def convert_tuple(text):
-            items = [item.strip() for item in text.split(",") if item.strip()]
-            if not items:
-                raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
+            items = [item.strip() for item in text.split(",")]
+            if not all(items):
+                raise argparse.ArgumentTypeError(
+                    f"expected comma-separated values, none of them empty, got {text!r}")
             return tuple(convert_item(item) for item in items)
 
         return convert_tuple
@@ -226,6 +351,8 @@ def _converter(name, kind):
             except ValueError:
                 expected = "an integer" if kind is int else "a number"
                 raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+            if not math.isfinite(value):
+                raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
             if from_zero and value < 0:
                 raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
             if not (from_zero or signed or value > 0):

@@ -76,6 +76,7 @@ class Settings:
     model_name: str = ""  # name to export the model under (default: the recipe's name)
     results: str = "runs"  # result.json, model.keras and the gates go in DIR/lstm_walkthrough/RUN/
     checkpoint_dir: str = ""  # save checkpoints here and resume from them (default: none)
+    resume_from_previous: bool = False  # if the latest checkpoint is damaged, use an older one
     logdir: str = ""  # write TensorBoard scalars here (default: none)
 
 
@@ -105,12 +106,11 @@ def main(argv=None):
             model, task, steps=settings.steps, batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, clipnorm=settings.clipnorm,
             seed=settings.seed, eval_every=settings.eval_every,
-            checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None)
+            checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None,
+            resume_from_previous=settings.resume_from_previous)
     output.starting(RECIPE, settings, task, model, trainer)
-    try:
+    with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
-    except KeyboardInterrupt:
-        output.interrupted(RECIPE, trainer, settings.checkpoint_dir)
     run_name = output.run_name(settings, SMOKE, ["cell", "gap", "seed"])
     run_dir = os.path.join(settings.results, RECIPE, run_name)
     output.write_json(os.path.join(run_dir, "result.json"), output.run_record(
@@ -282,4 +282,4 @@ def plot(task, tokens, language, guess, values, carriers, path):
 
 
 if __name__ == "__main__":
-    main()
+    flags.run(main)

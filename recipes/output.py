@@ -7,8 +7,10 @@ written under a temporary name, then renamed, so a reader sees the old file or t
 import contextlib
 import dataclasses
 import datetime
+import io
 import json
 import os
+import signal
 import sys
 import time
 
@@ -84,8 +86,12 @@ def starting(recipe, settings, task, model, trainer):
 
 
 def resuming(trainer, checkpoint_dir):
-    """Says so when the trainer took up a checkpoint: `resumed at step N of M from DIR`."""
+    """Says so when the trainer took up a checkpoint: `resumed at step N of M from DIR`, and
+    why an older one, under --resume-from-previous."""
     step = int(trainer.step.numpy())
+    if trainer.resumed_instead:
+        print(f"the latest checkpoint is damaged ({trainer.resumed_instead}); resuming from the "
+              "newest intact one", flush=True)
     if step:
         print(f"resumed at step {step:,} of {trainer.steps:,} from {checkpoint_dir}", flush=True)
 
@@ -101,13 +107,26 @@ def summary_line(recipe, cell, batch_size, result):
     return f"{recipe}: {cell} {outcome}; {metric}; {result.seconds:.0f} s"
 
 
-def interrupted(recipe, trainer, checkpoint_dir):
-    """Ends a run that Ctrl-C stopped: where it stopped, how to resume, exit code 130."""
+def interrupted(recipe, trainer, checkpoint_dir, signum=signal.SIGINT):
+    """Ends a run that Ctrl-C or SIGTERM stopped: where it stopped, how to resume, exit code
+    128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells report it."""
     hint = (f"; run the same command to resume from {checkpoint_dir}" if checkpoint_dir
             else "; pass --checkpoint-dir to be able to resume")
     print(f"\n{recipe}: interrupted at step {int(trainer.step.numpy()):,}{hint}",
           file=sys.stderr)
-    sys.exit(flags.EXIT_INTERRUPTED)
+    sys.exit(128 + signum)
+
+
+@contextlib.contextmanager
+def training(recipe, trainer, checkpoint_dir):
+    """Around `trainer.run`: an interruption ends the run as `interrupted` says, and a checkpoint
+    that cannot be written (a full disk) with one line naming it, exit code 2."""
+    try:
+        yield
+    except KeyboardInterrupt as error:
+        interrupted(recipe, trainer, checkpoint_dir, getattr(error, "signum", signal.SIGINT))
+    except OSError as error:
+        flags.fail(str(error))
 
 
 # Settings that say where output goes, not how the model trains.
@@ -166,25 +185,28 @@ def outcome(result):
 def save_model(model, path, task):
     """Saves the trained model as a `.keras` file, with the vocabulary and labels of `task` in
     task.json beside it, so that `python -m kala.ask PATH QUESTION` can ask it."""
-    with _writing(path):
+    with _writing(path):  # kala.ask.save leaves no temporary file and names the size.
         kala.ask.save(model, path, **task.serving_options)
 
 
 @contextlib.contextmanager
-def _writing(path, temporary=None, text=None):
-    """Ends the run with one line that names `path` if writing it fails (a full disk, a
-    directory gone), leaving no temporary file. `text`, what the file would have held, is
-    printed first, so that what was measured is not lost."""
+def _writing(path, temporary=None, text=None, size=None):
+    """Ends the run with one line that names `path` and the `size` it tried to write if writing
+    fails (a full disk, a size limit, a directory gone), leaving no temporary file, whatever
+    stops the write. `text`, what the file would have held, is printed first, so that what was
+    measured is not lost."""
     try:
         yield
     except OSError as error:
-        if temporary:
-            with contextlib.suppress(OSError):
-                os.remove(temporary)
         if text is not None:
             print(text, end="", flush=True)
-        flags.fail(f"cannot write {path} ({error.strerror or error})"
+        size = f"{size:,} bytes: " if size is not None else ""
+        flags.fail(f"cannot write {path} ({size}{error.strerror or error})"
                    + ("; what it would hold is printed above" if text is not None else ""))
+    finally:
+        if temporary and os.path.exists(temporary):
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
 
 
 def model_path(settings, recipe, run):
@@ -196,10 +218,11 @@ def write_text(path, text):
     """Writes `text` to `path` whole: a temporary name, then a rename. If that fails, the text
     is printed and the run ends with one line that names the path."""
     temporary = f"{path}.tmp-{os.getpid()}"
-    with _writing(path, temporary, text):
+    data = text.encode("utf-8")
+    with _writing(path, temporary, text, len(data)):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(temporary, "w") as file:
-            file.write(text)
+        with open(temporary, "wb") as file:
+            file.write(data)
         os.replace(temporary, path)
 
 
@@ -224,12 +247,15 @@ def save_figure(figure, path):
     from matplotlib import pyplot
 
     figure.tight_layout()
-    temporary = f"{path}.tmp-{os.getpid()}.png"
-    with _writing(path, temporary):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        figure.savefig(temporary, dpi=120)
-        os.replace(temporary, path)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=120)
     pyplot.close(figure)
+    temporary = f"{path}.tmp-{os.getpid()}.png"
+    with _writing(path, temporary, size=len(image.getvalue())):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(temporary, "wb") as file:
+            file.write(image.getvalue())
+        os.replace(temporary, path)
 
 
 def check_export_target(settings, default_name):
@@ -244,9 +270,10 @@ def check_export_target(settings, default_name):
 def export(model, task, settings, default_name):
     """Publishes the trained model for TF Serving and says where, with its signatures."""
     try:
-        version_dir = kala.export_model(model, settings.saved_models,
-                                        settings.model_name or default_name,
-                                        **task.serving_options)
+        limit = getattr(settings, "max_generate_length", None)  # For a model that writes.
+        version_dir = kala.export_model(
+            model, settings.saved_models, settings.model_name or default_name,
+            **task.serving_options, **({"max_generate_length": limit} if limit else {}))
     except (OSError, ValueError) as error:
         flags.fail(f"export failed, nothing was published: {error}")
     names = ", ".join(kala.export.signature_names(version_dir))

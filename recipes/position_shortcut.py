@@ -23,7 +23,6 @@ position.
 
 import dataclasses
 import os
-import sys
 import typing
 
 import flags  # First: it quiets TensorFlow's start-up logging.
@@ -102,11 +101,7 @@ def main(argv=None):
             trainer = kala.Trainer(
                 model, task, steps=settings.steps, batch_size=settings.batch_size,
                 learning_rate=learning_rate, seed=seed, eval_every=settings.eval_every)
-            try:
-                result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
-            except KeyboardInterrupt:
-                print(f"\n{RECIPE}: interrupted; nothing written", file=sys.stderr)
-                sys.exit(flags.EXIT_INTERRUPTED)
+            result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
             print(output.summary_line(RECIPE, variant, settings.batch_size, result))
             output.save_model(
                 model, output.model_path(settings, RECIPE, f"{variant}-seed{seed}"), task)
@@ -168,4 +163,4 @@ def plot(measured, path, gap):
 
 
 if __name__ == "__main__":
-    main()
+    flags.run(main)

@@ -42,11 +42,11 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
             eta = (f"; at this pace the other {left} take about "
                    f"{output.duration(summary['wall_seconds'] / len(done) * left)}" if left else "")
             print(f"[{len(done)}/{len(plan)}] {describe(row)}{eta}", flush=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         again = "; the same command takes them up again" if stored is not None else ""
         print(f"\n{summary['recipe']}: interrupted; the {len(done)} finished runs are in "
               f"{out_dir}/summary.json (--report-only tabulates them){again}", file=sys.stderr)
-        sys.exit(flags.EXIT_INTERRUPTED)
+        sys.exit(128 + getattr(error, "signum", signal.SIGINT))
     return summary[rows]
 
 
@@ -86,15 +86,21 @@ def _train(work):
 
 
 def _start_worker(threads):
-    """A worker process: Ctrl-C is the parent's to handle; TensorFlow gets its share of the CPU
+    """A worker process: Ctrl-C is the parent's to handle, and SIGTERM (the pool's way to stop
+    it) ends it at once, not at the trainer's next step; TensorFlow gets its share of the CPU
     cores and, on a GPU, only the memory it uses (by default each process would take it all)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_worker)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
+
+
+def _end_worker(signum, frame):
+    os._exit(128 + signum)
 
 
 def summarise(runs):

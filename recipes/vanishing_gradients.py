@@ -25,7 +25,6 @@ collapses to 0 in float32 (or 5·10^-16) far back.
 
 import dataclasses
 import os
-import sys
 import typing
 
 import flags  # First: it quiets TensorFlow's start-up logging.
@@ -75,14 +74,10 @@ def main(argv=None):
                 **task.model_options)
             # Measure, train, measure again.
             initial = gradient_by_distance(model, task, inputs, targets)
-            try:
-                result = kala.train(
-                    model, task, steps=settings.steps, batch_size=settings.batch_size,
-                    learning_rate=settings.learning_rate, seed=seed,
-                    on_progress=output.Heartbeat(f"{variant} seed {seed}", task))
-            except KeyboardInterrupt:
-                print(f"\n{RECIPE}: interrupted; nothing written", file=sys.stderr)
-                sys.exit(flags.EXIT_INTERRUPTED)
+            result = kala.train(
+                model, task, steps=settings.steps, batch_size=settings.batch_size,
+                learning_rate=settings.learning_rate, seed=seed,
+                on_progress=output.Heartbeat(f"{variant} seed {seed}", task))
             trained = gradient_by_distance(model, task, inputs, targets)
             output.save_model(
                 model, output.model_path(settings, RECIPE, f"{variant}-seed{seed}"), task)
@@ -172,4 +167,4 @@ def plot(measured, path, seq_len):
 
 
 if __name__ == "__main__":
-    main()
+    flags.run(main)

@@ -56,7 +56,12 @@ def test_help_shows_each_fields_comment_default_and_choices(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--cell", "rnn"], "argument --cell: invalid choice: 'rnn' (choose from lstm, gru)"),
     (["--gaps", "10,x"], "argument --gaps: expected an integer, got 'x'"),
-    (["--gaps", ","], "argument --gaps: expected comma-separated values, got ','"),
+    (["--gaps", ","], "argument --gaps: expected comma-separated values, none of them empty, "
+                      "got ','"),
+    (["--gaps", "2,,4"], "argument --gaps: expected comma-separated values, none of them empty, "
+                         "got '2,,4'"),
+    (["--learning-rate", "inf"], "expected a finite number, got 'inf'"),
+    (["--learning-rate", "1e-3,nan"], "expected a finite number, got 'nan'"),
     (["--steps", "0"], "argument --steps: expected a positive number, got '0'"),
     (["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
     (["--learning-rate", "fast"], "invalid choice: 'fast' (choose from tuned); or expected a "
@@ -68,3 +73,20 @@ def test_a_bad_flag_is_one_line_and_exit_code_2(capsys, argv, message):
     assert exit.value.code == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error
+
+
+@dataclasses.dataclass
+class ManyCells:
+    cells: tuple[str, ...] = ("simple_rnn+irnn", "lstm+zero_forget_bias", "lstm+chrono",
+                              "peephole_lstm", "coupled_lstm", "simple_rnn+irnn")  # the cells
+
+
+def test_help_breaks_a_long_list_after_its_commas_never_inside_a_word(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    with pytest.raises(SystemExit):
+        flags.parse(ManyCells, "A lesson.", ["--help"])
+    out = capsys.readouterr().out
+    help_lines = out[out.index("--cells CELLS  ") + len("--cells CELLS"):].splitlines()
+    listed = "".join(line.strip() for line in help_lines)
+    assert "simple_rnn+irnn,lstm+zero_forget_bias,lstm+chrono,peephole_lstm,coupled_lstm" in listed
+    assert len(help_lines) > 1 and all(line.rstrip().endswith((",", ")")) for line in help_lines)

@@ -189,10 +189,14 @@ def test_bad_requests_get_a_clear_error_or_a_documented_answer(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="sequence: a sequence needs at least one step"):
         signature(sequence=tf.zeros((2, 0, 2)))
-    # An empty batch gets an empty answer of the right shape.
-    assert tuple(signature(sequence=tf.zeros((0, 5, 2)))["prediction"].shape) == (0, 1)
-    # NaN in, NaN out, for that sequence only: the server does not crash (docs/serving.md).
-    values = np.zeros((2, 5, 2), np.float32)
-    values[0, 2, 0] = np.nan
-    answer = signature(sequence=tf.constant(values))["prediction"].numpy()
-    assert np.isnan(answer[0, 0]) and np.isfinite(answer[1, 0])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="sequence: the request holds no rows; send at least one"):
+        signature(sequence=tf.zeros((0, 5, 2)))
+    # NaN (or infinity) anywhere in the batch is refused: it would come out as NaN.
+    for bad in (np.nan, np.inf):
+        values = np.zeros((2, 5, 2), np.float32)
+        values[0, 2, 0] = bad
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match="sequence: every value must be a finite number"):
+            signature(sequence=tf.constant(values))
+    assert np.isfinite(signature(sequence=tf.zeros((2, 5, 2)))["prediction"].numpy()).all()

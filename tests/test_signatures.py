@@ -223,12 +223,15 @@ def test_bad_serving_options_are_refused_before_anything_is_written(tmp_path, ta
     assert not (tmp_path / "model").exists()
 
 
-def test_an_empty_batch_gets_an_empty_answer_from_every_signature(long_gap):
+def test_an_empty_batch_is_refused_by_every_signature_naming_the_input(long_gap):
     _, _, _, signatures = long_gap
-    answer = signatures["serve_text"](text=tf.constant([], tf.string))
-    assert {name: tuple(value.shape) for name, value in answer.items()} == {
-        "word": (0,), "probability": (0,), "unknown_words": (0,)}
-    answer = signatures["step"](tokens=tf.constant([], tf.int32), lstm_1_h=tf.zeros((0, 6)),
-                                lstm_1_c=tf.zeros((0, 6)))
-    assert {name: tuple(value.shape) for name, value in answer.items()} == {
-        "probabilities": (0, 8), "lstm_1_h": (0, 6), "lstm_1_c": (0, 6)}
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="text: the request holds no texts; send at least one"):
+        signatures["serve_text"](text=tf.constant([], tf.string))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="tokens: the request holds no rows; send at least one"):
+        signatures["step"](tokens=tf.constant([], tf.int32), lstm_1_h=tf.zeros((0, 6)),
+                           lstm_1_c=tf.zeros((0, 6)))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="tokens: the request holds no rows; send at least one"):
+        signatures["serving_default"](tokens=tf.zeros((0, 4), tf.int32))

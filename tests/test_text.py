@@ -158,7 +158,8 @@ def test_a_model_writes_the_same_text_for_the_same_seed_and_reads_each_prompt_al
     assert written == task.decode(ids.numpy()[4:])
     with pytest.raises(tf.errors.InvalidArgumentError, match="prompt: every text needs at least one character"):
         writer.generate(["def", ""], 5, 1.0, 0)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature: must be above 0"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"temperature: must be a finite number above 0; received\] \[0\]"):
         writer.generate(["def"], 5, 0.0, 0)
     with pytest.raises(ValueError, match="the model must run forwards"):
         text.Writer(kala.build_model("gru", 4, bidirectional=True, **task.model_options), task)
@@ -272,12 +273,21 @@ def test_the_export_answers_text_and_writes_in_a_process_that_never_imports_kala
 def test_the_export_refuses_bad_generate_requests_and_warms_up_every_signature(exported):
     _, _, version = exported
     generate = tf.saved_model.load(version).signatures["generate"]
+    longest = kala.export.MAX_GENERATE_LENGTH
+    too_long = rf"length: must be between 1 and {longest:,} \(the maximum of this export\); received"
     for prompt, length, temperature, message in (
             (["def", ""], 5, 1.0, "prompt: every text needs at least one character"),
-            (["def"], 0, 1.0, "length: must be 1 or more"),
-            (["def"], 5, 0.0, "temperature: must be above 0")):
+            ([], 5, 1.0, "prompt: the request holds no texts; send at least one"),
+            (["def"], 0, 1.0, too_long + r"\] \[0\]"),
+            (["def"], longest + 1, 1.0, too_long + rf"\] \[{longest + 1}\]"),
+            # Once it aborted the server (std::bad_alloc); now it is refused before any work.
+            (["def"], 2**31 - 1, 1.0, too_long + rf"\] \[{2**31 - 1}\]"),
+            (["def"], 5, 0.0, r"temperature: must be a finite number above 0; received\] \[0\]"),
+            (["def"], 5, -1.0, r"temperature: must be a finite number above 0; received\] \[-1\]"),
+            (["def"], 5, float("nan"), r"temperature: must be a finite number above 0"),
+            (["def"], 5, float("inf"), r"temperature: must be a finite number above 0")):
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-            generate(prompt=tf.constant(prompt), length=tf.constant(length),
+            generate(prompt=tf.constant(prompt, tf.string), length=tf.constant(length),
                      temperature=tf.constant(temperature), seed=tf.constant(0))
     signatures = [request.model_spec.signature_name
                   for request in kala.export.warmup_requests(version)]
