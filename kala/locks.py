@@ -34,7 +34,8 @@ def hold(directory, what="run"):
     """Locks `directory` (made if missing) for this process and returns the `Lock`.
 
     Raises:
-        ValueError: another process holds it; the message names its process id.
+        ValueError: another process holds it (the message names its process id), or the lock
+            file cannot be made.
     """
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -43,7 +44,11 @@ def hold(directory, what="run"):
     except ImportError:
         return Lock(directory, None)
     path = os.path.join(directory, LOCK_FILE)
-    file = open(path, "a+")
+    try:
+        file = open(path, "a+")
+    except OSError as error:  # A read-only directory, say.
+        raise ValueError(f"{directory}: cannot lock it for this {what} ({error.strerror})"
+                         ) from None
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -252,7 +252,8 @@ class Step:
         same_rows = [tf.debugging.assert_equal(tf.shape(state)[0], batch_size, message=(
             f"{name}: the state needs one row per sequence of the batch ({spec.name} holds a "
             "different number)")) for state, (name, _) in zip(states, self.states)]
-        same_rows += [stepping.nonempty_batch(inputs, spec.name), stepping.finite(inputs, spec.name),
+        same_rows += [stepping.nonempty_batch(inputs, spec.name),
+                      stepping.finite(inputs, spec.name),
                       *(stepping.finite(state, name)
                         for state, (name, _) in zip(states, self.states))]
         # Before the cells mix rows that do not match.

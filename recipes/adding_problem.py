@@ -67,6 +67,10 @@ SMOKE = {"units": 8, "seq_len": 20, "steps": 20, "batch_size": 8, "eval_every": 
 def main(argv=None):
     settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE)
     output.check_export_target(settings, RECIPE)
+    # Where this run's results go, locked for it: the same run started twice is refused now.
+    run_name = output.run_name(settings, SMOKE, ["definition", "cell", "seq_len", "seed"])
+    run_dir = os.path.join(settings.results, RECIPE, run_name)
+    output.claim(run_dir)
 
     with flags.bad_arguments():
         # Data: fresh random sequences for every step, and a fixed test split to score on.
@@ -94,8 +98,6 @@ def main(argv=None):
 
     # Report: the result as JSON beside the trained model, the model for TF Serving if asked,
     # and the run in one line.
-    run_name = output.run_name(settings, SMOKE, ["definition", "cell", "seq_len", "seed"])
-    run_dir = os.path.join(settings.results, RECIPE, run_name)
     output.write_json(os.path.join(run_dir, "result.json"), output.run_record(
         RECIPE, settings, trainer, result, output.outcome(result)))
     output.save_model(model, os.path.join(run_dir, "model.keras"), task)

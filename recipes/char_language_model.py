@@ -96,6 +96,10 @@ def main(argv=None):
     if not settings.prime:
         flags.fail("--prime must hold at least one character: the samples start from it")
     output.check_export_target(settings, RECIPE)
+    # Where this run's results go, locked for it: the same run started twice is refused now.
+    run_name = output.run_name(settings, SMOKE, ["cell", "seed"])
+    run_dir = os.path.join(settings.results, RECIPE, run_name)
+    output.claim(run_dir)
 
     with flags.bad_arguments():
         # Data: the corpus as character ids, split by position into training and validation.
@@ -160,8 +164,6 @@ def main(argv=None):
     reading, states, cell_text = kala.reading.read_model(
         model, untrained, task, BRACKET_PIECES, CELL_CHARACTERS, CELL_PIECES)
     snippet = snippet_of(states, cell_text)
-    run_name = output.run_name(settings, SMOKE, ["cell", "seed"])
-    run_dir = os.path.join(settings.results, RECIPE, run_name)
     print_reading(reading)
 
     # Report: the result as JSON beside the model and the figure, the model for TF Serving if

@@ -40,12 +40,13 @@ _SCRIPT = os.path.abspath(getattr(sys.modules["__main__"], "__file__", None) or 
 
 def _interrupted_while_starting(signum, frame):
     """Ctrl-C or SIGTERM while TensorFlow loads: nothing is written yet, so end now."""
-    os.write(2, f"{os.path.basename(sys.argv[0])}: interrupted while starting; nothing was "
-                "written\n".encode())
+    os.write(_STDERR, f"{os.path.basename(sys.argv[0])}: interrupted while starting; nothing "
+                      "was written\n".encode())
     os._exit(128 + signum)
 
 
 if os.path.dirname(_SCRIPT) == RECIPES:  # Run as a script, not imported by the tests.
+    _STDERR = os.dup(2)  # The terminal's, before kala.quiet puts a filter on descriptor 2.
     for _signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(_signum, _interrupted_while_starting)
 

@@ -90,6 +90,10 @@ def main(argv=None):
         flags.fail(f"--example {settings.example}: there are {TEST_SIZE} test sentences (0 to "
                    f"{TEST_SIZE - 1})")
     output.check_export_target(settings, RECIPE)
+    # Where this run's results go, locked for it: the same run started twice is refused now.
+    run_name = output.run_name(settings, SMOKE, ["cell", "gap", "seed"])
+    run_dir = os.path.join(settings.results, RECIPE, run_name)
+    output.claim(run_dir)
 
     with flags.bad_arguments():
         # Data: the long-gap task, 30 to 45 words between the country and the question.
@@ -111,8 +115,6 @@ def main(argv=None):
     output.starting(RECIPE, settings, task, model, trainer)
     with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
-    run_name = output.run_name(settings, SMOKE, ["cell", "gap", "seed"])
-    run_dir = os.path.join(settings.results, RECIPE, run_name)
     output.write_json(os.path.join(run_dir, "result.json"), output.run_record(
         RECIPE, settings, trainer, result, output.outcome(result)))
     output.save_model(model, os.path.join(run_dir, "model.keras"), task)

@@ -19,6 +19,7 @@ import keras
 import flags
 import kala
 import kala.ask
+import kala.locks
 import kala.provenance
 
 
@@ -130,8 +131,8 @@ def training(recipe, trainer, checkpoint_dir):
 
 
 # Settings that say where output goes, not how the model trains.
-OUTPUT_SETTINGS = ("smoke", "export", "saved_models", "model_name", "results", "checkpoint_dir",
-                   "logdir")
+OUTPUT_SETTINGS = ("smoke", "export", "saved_models", "model_name", "max_generate_length",
+                   "results", "checkpoint_dir", "resume_from_previous", "logdir")
 
 
 def run_name(settings, smoke, named):
@@ -207,6 +208,28 @@ def _writing(path, temporary=None, text=None, size=None):
         if temporary and os.path.exists(temporary):
             with contextlib.suppress(OSError):
                 os.remove(temporary)
+
+
+# The results directories this process holds, by real path: held until it ends.
+_CLAIMED = {}
+
+
+def claim(directory):
+    """Locks a run's results directory (made if missing) for this process, until it ends: a
+    second run writing there at once, the same settings started twice, is refused now with
+    one line that names the first one's process id. Claiming it again in this process is a
+    no-op."""
+    key = os.path.realpath(directory)
+    if key not in _CLAIMED:
+        with flags.bad_arguments():
+            _CLAIMED[key] = kala.locks.hold(directory, what="run writing results")
+
+
+def release_claims():
+    """Lets other processes write the directories this one claimed: for a program that runs
+    recipes' `main` one after another in one process, such as the tests."""
+    while _CLAIMED:
+        _CLAIMED.popitem()[1].release()
 
 
 def model_path(settings, recipe, run):

@@ -29,6 +29,7 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
     is the line printed as a run finishes; `summary["wall_seconds"]` counts from `started` (a
     `time.monotonic()`; by default now)."""
     started = time.monotonic() if started is None else started
+    output.claim(out_dir)  # One sweep writing OUT_DIR at a time.
     done = {}
     try:
         for index, row in _rows(train_run, plan, jobs, stored):

@@ -181,35 +181,6 @@ def test_every_cell_trains_in_a_recipe_and_serves_in_a_fresh_process(tmp_path, c
     assert np.array(answer).shape == (3, 1) and np.all(np.isfinite(answer))
 
 
-def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
-    command = [sys.executable, "recipes/adding_problem.py", "--smoke", "--steps", "3000",
-               "--eval-every", "20", "--results", str(tmp_path / "results"),
-               "--checkpoint-dir", str(tmp_path / "checkpoints")]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    for line in process.stdout:
-        if line.startswith("step ") and int(line.split()[1].replace(",", "")) >= 60:
-            process.send_signal(signal.SIGINT)
-            break
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert "interrupted at step" in stderr and "run the same command to resume" in stderr
-    assert "Traceback" not in stderr
-
-    resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    run_name = "2016-lstm-T20-seed0-steps3000-eval_every20-smoke"
-    with open(tmp_path / "results" / "adding_problem" / run_name / "result.json") as file:
-        result = json.load(file)
-    assert result["resumed_from_step"] >= 60
-    assert (f"resumed at step {result['resumed_from_step']:,} of 3,000 from "
-            f"{tmp_path / 'checkpoints'}") in resumed.stdout
-    assert result["history"][0]["step"] > result["resumed_from_step"]
-    assert result["steps"] == 3000 or result["solved"]
-
-
 def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
     adding_problem, flags, output = (recipe_module(name)
                                      for name in ("adding_problem", "flags", "output"))
