@@ -21,7 +21,8 @@ Run it:
     python recipes/char_cells_compared.py --smoke         # a tiny comparison, for the tests: 40 s
 Each run's JSON goes into DIR/char_cells_compared/search/ or runs/; the same command reuses it.
 
-What you should see (2-core CPU, 70.6 minutes): the SimpleRNN (491 units) keeps 3e-3, the LSTM
+What you should see (2-core AMD EPYC, 70.6 minutes with the code of 2026-11-24, not retimed
+since): the SimpleRNN (491 units) keeps 3e-3, the LSTM
 (256) and the GRU (294) 1e-2. Bits per character are close (LSTM 2.173, GRU 2.213, SimpleRNN
 2.260: means of three seeds); but from 6 to 50 characters back the SimpleRNN closes 12-17% of the
 brackets, the LSTM 26-42% and the GRU 39-48% (all three 45-48% at 1-2 back, 8-18% beyond 50).

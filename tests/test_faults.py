@@ -403,3 +403,19 @@ def test_sizes_beyond_the_machines_memory_are_refused_before_any_work(tmp_path, 
                               [flag, value, "--results", str(tmp_path)])
     assert "would need at least" in err and "TB of memory to train; this machine allows" in err
     assert os.listdir(tmp_path) == []
+
+
+RECIPES = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(ROOT, "recipes",
+                                                                               "*.py"))
+                 if "\ndef main(" in open(path).read())
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_a_directory_that_cannot_be_written_is_refused_with_one_line(capsys, name):
+    # /sys takes no new files, even from root (for whom permission bits stop nothing).
+    module = recipe(name)
+    flags = ["--results"] + (["--checkpoint-dir"] if hasattr(module.Settings, "checkpoint_dir")
+                             else [])
+    for flag in flags:
+        err = exits_with_one_line(capsys, module.main, [flag, "/sys"])
+        assert f"{flag} /sys: cannot write there" in err

@@ -14,7 +14,7 @@ from conftest import ROOT
 
 
 PAGES = ["README.md", "docs/findings.md", "docs/serving.md", "docs/performance.md",
-         "docs/library.md", "saved_models/README.md"]
+         "docs/library.md", "docs/faults.md", "saved_models/README.md"]
 
 
 def page(name):
@@ -209,6 +209,12 @@ def test_the_bad_requests_get_the_messages_the_page_shows(served):
     adding, words = signatures_of(workdir, "adding_problem"), signatures_of(workdir,
                                                                               "lstm_walkthrough")
     units = words["step"].structured_input_signature[1]["lstm_1_h"].shape[1]
+    generate = signatures_of(workdir, "char_language_model")["generate"]
+
+    def generating(length, temperature):
+        return lambda: generate(prompt=tf.constant(["def "]), length=tf.constant(length),
+                                temperature=tf.constant(temperature), seed=tf.constant(0))
+
     requests = {
         "wrong rank or feature size": lambda: adding["serving_default"](sequence=tf.zeros((1, 3))),
         "a sequence of no steps": lambda: adding["serving_default"](
@@ -217,6 +223,13 @@ def test_the_bad_requests_get_the_messages_the_page_shows(served):
         "a state whose batch differs from the step's": lambda: words["step"](
             tokens=tf.constant([1]), lstm_1_h=tf.zeros((2, units)),
             lstm_1_c=tf.zeros((1, units))),
+        "an empty batch (over gRPC or in Python; TF Serving's REST API refuses an empty "
+        "`instances` list)": lambda: adding["serving_default"](sequence=tf.zeros((0, 4, 2))),
+        "an empty batch of texts": lambda: words["serve_text"](text=tf.constant([], tf.string)),
+        "NaN or infinity in a request's numbers": lambda: adding["serving_default"](
+            sequence=tf.constant([[[0.5, 1.0], [float("nan"), 0.0]]])),
+        "`generate` with a `length` over the export's maximum": generating(1001, 1.0),
+        "`generate` with a `temperature` of 0 or less, or not finite": generating(5, 0.0),
     }
     for row, request in requests.items():
         message = re.search(rf"\| {re.escape(row)} \| `([^`]+)` \|", section).group(1)
