@@ -3,7 +3,8 @@
 `hold(directory)` takes an exclusive `flock` on `directory/.kala.lock` and writes the holder's
 process id there. The kernel releases the lock when the holder's process ends, however it ends,
 so a lock file that a killed run left behind is simply taken over: the file stays, the lock
-does not. Where the OS has no `fcntl` (Windows), nothing is locked.
+does not. Where the OS has no `fcntl` (Windows), or the file system no locks, nothing is
+locked.
 
 This module imports nothing from kala.
 """
@@ -38,14 +39,13 @@ def hold(directory, what="run"):
             file cannot be made.
     """
     directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
     try:
+        os.makedirs(directory, exist_ok=True)
         import fcntl
+
+        file = open(os.path.join(directory, LOCK_FILE), "a+")
     except ImportError:
         return Lock(directory, None)
-    path = os.path.join(directory, LOCK_FILE)
-    try:
-        file = open(path, "a+")
     except OSError as error:  # A read-only directory, say.
         raise ValueError(f"{directory}: cannot lock it for this {what} ({error.strerror})"
                          ) from None
@@ -59,6 +59,9 @@ def hold(directory, what="run"):
             f"{directory} is in use by another {what} (process {holder}): one {what} per "
             "directory. Wait for it to end, or use another directory."
         ) from None
+    except OSError:  # A file system without locks (ENOLCK): run unlocked, as on Windows.
+        file.close()
+        return Lock(directory, None)
     file.seek(0)
     file.truncate()
     file.write(f"{os.getpid()}\n")

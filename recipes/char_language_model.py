@@ -96,10 +96,9 @@ def main(argv=None):
     if not settings.prime:
         flags.fail("--prime must hold at least one character: the samples start from it")
     output.check_export_target(settings, RECIPE)
-    # Where this run's results go, locked for it: the same run started twice is refused now.
+    # Where this run's results go.
     run_name = output.run_name(settings, SMOKE, ["cell", "seed"])
     run_dir = os.path.join(settings.results, RECIPE, run_name)
-    output.claim(run_dir)
 
     with flags.bad_arguments():
         # Data: the corpus as character ids, split by position into training and validation.
@@ -135,6 +134,7 @@ def main(argv=None):
           f"{settings.learning_rate:g}, seed {settings.seed}; validation bits per character to "
           f"beat: unigram {task.unigram_bits_per_char:.3f}, bigram "
           f"{task.bigram_bits_per_char:.3f}", flush=True)
+    output.claim(run_dir)  # Locked for this run: the same run twice is refused.
     output.resuming(trainer, settings.checkpoint_dir)
     samples, sampling_seconds = [], []
 

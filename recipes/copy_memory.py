@@ -65,10 +65,9 @@ SMOKE = {"units": 8, "seq_len": 5, "steps": 20, "batch_size": 8, "eval_every": 1
 def main(argv=None):
     settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE)
     output.check_export_target(settings, RECIPE)
-    # Where this run's results go, locked for it: the same run started twice is refused now.
+    # Where this run's results go.
     run_name = output.run_name(settings, SMOKE, ["cell", "seq_len", "seed"])
     run_dir = os.path.join(settings.results, RECIPE, run_name)
-    output.claim(run_dir)
 
     with flags.bad_arguments():
         # Data: symbols as token ids, fresh for every step, and a fixed test split.
@@ -90,6 +89,7 @@ def main(argv=None):
             seed=settings.seed, eval_every=settings.eval_every,
             checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None,
             resume_from_previous=settings.resume_from_previous)
+    output.claim(run_dir)  # Locked for this run: the same run twice is refused.
     output.starting(RECIPE, settings, task, model, trainer)
     with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))

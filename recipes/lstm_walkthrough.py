@@ -90,10 +90,9 @@ def main(argv=None):
         flags.fail(f"--example {settings.example}: there are {TEST_SIZE} test sentences (0 to "
                    f"{TEST_SIZE - 1})")
     output.check_export_target(settings, RECIPE)
-    # Where this run's results go, locked for it: the same run started twice is refused now.
+    # Where this run's results go.
     run_name = output.run_name(settings, SMOKE, ["cell", "gap", "seed"])
     run_dir = os.path.join(settings.results, RECIPE, run_name)
-    output.claim(run_dir)
 
     with flags.bad_arguments():
         # Data: the long-gap task, 30 to 45 words between the country and the question.
@@ -112,6 +111,7 @@ def main(argv=None):
             seed=settings.seed, eval_every=settings.eval_every,
             checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None,
             resume_from_previous=settings.resume_from_previous)
+    output.claim(run_dir)  # Locked for this run: the same run twice is refused.
     output.starting(RECIPE, settings, task, model, trainer)
     with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))

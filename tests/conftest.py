@@ -93,3 +93,33 @@ def seeded():
     import keras
 
     keras.utils.set_random_seed(1234)
+
+
+def recipe_module(name):
+    """A module of recipes/, imported as a recipe imports its helpers."""
+    import importlib
+
+    sys.path.insert(0, os.path.join(ROOT, "recipes"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
+def run_main(capsys, main, argv):
+    """Runs a script's `main(argv)` in this process, as `python SCRIPT ARGV` would but without
+    starting TensorFlow again: returns its exit code (0 if it returned) and what it printed.
+    The one-line exits of bad arguments are the same code path as in a process of their own
+    (tests/test_recipes.py runs one that way)."""
+    capsys.readouterr()
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        if "output" in sys.modules:  # What a recipe claimed is free for the next one.
+            sys.modules["output"].release_claims()
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err

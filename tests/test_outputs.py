@@ -112,5 +112,6 @@ def test_a_failed_write_at_the_end_names_the_path_and_keeps_what_was_measured(tm
     printed = capsys.readouterr()
     assert '"sequences_seen": 12800' in printed.out  # What was measured is not lost.
     (line,) = printed.err.splitlines()
-    assert f"cannot write {path} (Not a directory); what it would hold is printed above" in line
+    assert (f"cannot write {path} (48 bytes: Not a directory); what it would hold is printed "
+            "above") in line
     assert os.listdir(tmp_path) == ["a file"]

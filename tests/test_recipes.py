@@ -2,9 +2,7 @@
 
 import ast
 import dataclasses
-import functools
 import glob
-import importlib
 import json
 import os
 import re
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 
 import kala
-from conftest import ROOT, run_python, serve_in_fresh_process
+from conftest import ROOT, recipe_module, run_main, run_python, serve_in_fresh_process
 
 RECIPES = {
     # recipe: (run directory of a smoke run, a batch of 3 at a length never trained on)
@@ -61,16 +59,23 @@ def test_smoke_run_trains_reports_and_exports(tmp_path, recipe):
     assert np.all(np.isfinite(answer))
 
 
-@functools.cache
-def help_of(recipe):
-    """What `python recipes/RECIPE.py --help` prints (it must exit 0)."""
-    process = run_python([f"recipes/{recipe}.py", "--help"])
-    assert process.returncode == 0, process.stderr[-3000:]
-    return process.stdout
+_HELP = {}
+
+
+@pytest.fixture
+def help_of(capsys):
+    """What `python recipes/RECIPE.py --help` prints (it must exit 0), by recipe."""
+    def help_text(recipe):
+        if recipe not in _HELP:
+            code, out, _ = run_main(capsys, recipe_module(recipe).main, ["--help"])
+            assert code == 0
+            _HELP[recipe] = out
+        return _HELP[recipe]
+    return help_text
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_help_lists_the_flags(recipe):
+def test_help_lists_the_flags(recipe, help_of):
     for flag in ("--cell", "--units", "--seq-len", "--steps", "--batch-size", "--learning-rate",
                  "--seed", "--smoke", "--export", "--saved-models", "--results"):
         assert flag in help_of(recipe)
@@ -104,15 +109,6 @@ def test_a_file_where_a_directory_belongs_exits_2(tmp_path):
     assert "Traceback" not in process.stderr
 
 
-def recipe_module(name):
-    """A module of recipes/, imported as a recipe imports its helpers."""
-    sys.path.insert(0, os.path.join(ROOT, "recipes"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.pop(0)
-
-
 # What the recipes import; every other file of recipes/ is a lesson, run on its own.
 HELPERS = ("flags", "output", "sweep", "tuned")
 LESSONS = sorted(os.path.splitext(os.path.basename(path))[0]
@@ -140,7 +136,7 @@ def test_every_lesson_imports_no_other_lesson():
 
 
 @pytest.mark.parametrize("recipe", LESSONS)
-def test_help_lists_the_choices_of_every_flag_that_has_them(recipe):
+def test_help_lists_the_choices_of_every_flag_that_has_them(recipe, help_of):
     text = help_of(recipe)
     fields = {field.name: literal_choices(field.type)
               for field in dataclasses.fields(recipe_module(recipe).Settings)}
@@ -158,27 +154,49 @@ def test_help_lists_the_choices_of_every_flag_that_has_them(recipe):
         assert "lstm+chrono" in fields["cell"]
 
 
-@pytest.mark.parametrize("cell, implementation", [
-    ("peephole_lstm", "auto"), ("coupled_lstm", "auto"), ("lstm1997", "auto"),
-    ("lstm+chrono", "auto"), ("simple_rnn+irnn", "auto"), ("simple_rnn", "essay"),
-    ("lstm", "essay"), ("gru", "essay"),
-])
-def test_every_cell_trains_in_a_recipe_and_serves_in_a_fresh_process(tmp_path, cell,
-                                                                      implementation):
+EVERY_CELL = [("peephole_lstm", "auto"), ("coupled_lstm", "auto"), ("lstm1997", "auto"),
+              ("lstm+chrono", "auto"), ("simple_rnn+irnn", "auto"), ("simple_rnn", "essay"),
+              ("lstm", "essay"), ("gru", "essay")]
+
+# Answers a batch with every export under a base path, in a process that never imports kala.
+SERVE_EVERY_EXPORT = """
+import json, os, sys
+import numpy as np
+import tensorflow as tf
+base, inputs = sys.argv[1], np.load(sys.argv[2])
+answers = {}
+for name in sorted(os.listdir(base)):
+    if os.path.isdir(os.path.join(base, name)):
+        signature = tf.saved_model.load(os.path.join(base, name, "1")).signatures["serving_default"]
+        answers[name] = signature(sequence=tf.constant(inputs))["prediction"].numpy().tolist()
+assert "kala" not in sys.modules
+print(json.dumps(answers))
+"""
+
+
+def test_every_cell_trains_in_a_recipe_and_serves_in_a_fresh_process(tmp_path, capsys):
     saved_models = tmp_path / "models"
-    process = run_python(["recipes/adding_problem.py", "--smoke", "--cell", cell,
-                          "--implementation", implementation, "--export",
-                          "--saved-models", str(saved_models), "--results", str(tmp_path)])
-    assert process.returncode == 0, process.stderr[-3000:]
-    assert process.stdout.strip().splitlines()[-1].startswith(f"adding_problem: {cell} ")
-    suffix = "" if implementation == "auto" else f"-implementation{implementation}"
-    run_dir = tmp_path / "adding_problem" / f"2016-{cell}-T20-seed0{suffix}-smoke"
-    with open(run_dir / "result.json") as file:
-        assert json.load(file)["steps"] == 20
+    for cell, implementation in EVERY_CELL:  # In this process: TensorFlow starts once.
+        code, out, err = run_main(capsys, recipe_module("adding_problem").main, [
+            "--smoke", "--cell", cell, "--implementation", implementation, "--export",
+            "--model-name", f"{cell.replace('+', '_')}-{implementation}",
+            "--saved-models", str(saved_models), "--results", str(tmp_path)])
+        assert code == 0, err[-3000:]
+        assert out.strip().splitlines()[-1].startswith(f"adding_problem: {cell} ")
+        suffix = "" if implementation == "auto" else f"-implementation{implementation}"
+        run_dir = tmp_path / "adding_problem" / f"2016-{cell}-T20-seed0{suffix}-smoke"
+        with open(run_dir / "result.json") as file:
+            assert json.load(file)["steps"] == 20
     inputs = np.random.default_rng(0).uniform(size=(3, 37, 2)).astype(np.float32)
-    _, outputs = serve_in_fresh_process(saved_models / "adding_problem" / "1", inputs, tmp_path)
-    (answer,) = outputs.values()
-    assert np.array(answer).shape == (3, 1) and np.all(np.isfinite(answer))
+    np.save(tmp_path / "inputs.npy", inputs)
+    process = run_python(["-c", SERVE_EVERY_EXPORT, str(saved_models),
+                          str(tmp_path / "inputs.npy")])
+    assert process.returncode == 0, process.stderr[-3000:]
+    answers = json.loads(process.stdout.strip().splitlines()[-1])
+    assert sorted(answers) == sorted(f"{cell.replace('+', '_')}-{implementation}"
+                                     for cell, implementation in EVERY_CELL)
+    for answer in answers.values():
+        assert np.array(answer).shape == (3, 1) and np.all(np.isfinite(answer))
 
 
 def test_results_of_runs_with_other_settings_do_not_overwrite_each_other():
@@ -297,10 +315,9 @@ def test_ctrl_c_ends_a_parallel_sweep_and_keeps_the_finished_runs(tmp_path):
     (["--smoke", "--full"], "--smoke and --full exclude each other"),
     (["--position", "middle"], "invalid choice: 'middle'"),
 ])
-def test_long_gap_bad_arguments_exit_2(arguments, message):
-    process = run_python(["recipes/long_gap.py", *arguments])
-    assert process.returncode == 2 and message in process.stderr
-    assert "Traceback" not in process.stderr
+def test_long_gap_bad_arguments_exit_2(capsys, arguments, message):
+    code, _, err = run_main(capsys, recipe_module("long_gap").main, arguments)
+    assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
@@ -366,10 +383,9 @@ def test_position_shortcut_smoke_tests_every_shift(tmp_path):
     (["--learning-rate", "1e-3,1e-2"], "invalid choice: '1e-3,1e-2' (choose from best); or "
                                        "expected a number"),
 ])
-def test_position_shortcut_bad_arguments_exit_2(arguments, message):
-    process = run_python(["recipes/position_shortcut.py", *arguments])
-    assert process.returncode == 2 and message in process.stderr
-    assert "Traceback" not in process.stderr
+def test_position_shortcut_bad_arguments_exit_2(capsys, arguments, message):
+    code, _, err = run_main(capsys, recipe_module("position_shortcut").main, arguments)
+    assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_long_gap_report_only_tabulates_an_earlier_sweep(tmp_path):
@@ -468,10 +484,9 @@ def test_the_walkthrough_finds_the_unit_that_stores_the_country():
     ("adding_problem", ["--cell", "coupled_lstm", "--implementation", "builtin"],
      "Keras has no built-in layer for cell 'coupled_lstm'"),
 ])
-def test_inside_the_lstm_bad_arguments_exit_2(recipe, arguments, message):
-    process = run_python([f"recipes/{recipe}.py", *arguments])
-    assert process.returncode == 2 and message in process.stderr
-    assert "Traceback" not in process.stderr
+def test_inside_the_lstm_bad_arguments_exit_2(capsys, recipe, arguments, message):
+    code, _, err = run_main(capsys, recipe_module(recipe).main, arguments)
+    assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_settings_counted_from_zero_take_zero_and_shifts_take_either_sign():

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import kala
 from kala import text
-from conftest import run_python, serve_in_fresh_process
+from conftest import recipe_module, run_main, run_python, serve_in_fresh_process
 
 TEXT = "def add(a, b):\n    return a + b\n\n" * 40  # 1,360 characters.
 
@@ -197,16 +197,15 @@ def test_the_smoke_run_trains_writes_and_reports(tmp_path):
     (b"print('ok')\n\xff\n", r"is not UTF-8 text: byte 12 is b'\\xff'"),
     (b"print('ok')\n", "12 characters are too few"),
 ])
-def test_the_recipe_ends_a_bad_corpus_with_one_line_and_exit_2(tmp_path, content, message):
+def test_the_recipe_ends_a_bad_corpus_with_one_line_and_exit_2(capsys, tmp_path, content,
+                                                               message):
     path = tmp_path / "corpus.txt"
     if content is not None:
         path.write_bytes(content)
-    process = run_python(["recipes/char_language_model.py", "--text", str(path), "--smoke",
-                          "--results", str(tmp_path)])
-    assert process.returncode == 2
-    lines = [line for line in process.stderr.splitlines() if "char_language_model.py" in line]
-    assert len(lines) == 1 and "Traceback" not in process.stderr
-    assert re.search(message, lines[0]), lines[0]
+    code, _, err = run_main(capsys, recipe_module("char_language_model").main,
+                            ["--text", str(path), "--smoke", "--results", str(tmp_path)])
+    assert code == 2 and err.count("\n") == 1
+    assert re.search(message, err), err
 
 
 @pytest.mark.parametrize("recipe, arguments, message", [
@@ -216,11 +215,10 @@ def test_the_recipe_ends_a_bad_corpus_with_one_line_and_exit_2(tmp_path, content
      "--text and --tfds exclude each other"),
 ])
 def test_the_recipes_refuse_bad_sampling_and_corpus_flags_before_training(
-        tmp_path, recipe, arguments, message):
-    process = run_python([f"recipes/{recipe}.py", *arguments, "--results", str(tmp_path)])
-    assert process.returncode == 2 and "Traceback" not in process.stderr
-    lines = [line for line in process.stderr.splitlines() if f"{recipe}.py" in line]
-    assert len(lines) == 1 and message in lines[0], process.stderr[-2000:]
+        capsys, tmp_path, recipe, arguments, message):
+    code, _, err = run_main(capsys, recipe_module(recipe).main,
+                            [*arguments, "--results", str(tmp_path)])
+    assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / recipe).exists()
 
 
