@@ -353,7 +353,7 @@ def test_vanishing_gradients_smoke_measures_every_distance(tmp_path):
     ("char_cells_compared", ["--cells", "--seeds", "--learning-rates", "--search-steps",
                              "--report-only", "--text", "--smoke", "--results"]),
 ])
-def test_help_of_the_experiments_lists_their_flags(recipe, flags):
+def test_help_of_the_experiments_lists_their_flags(recipe, flags, help_of):
     for flag in flags:
         assert flag in help_of(recipe)
 
