@@ -4,8 +4,6 @@ bitwise equal to an uninterrupted run; every damaged file and bad value ends in 
 names it; nothing is left half-written. docs/faults.md lists each fault with its test."""
 
 import glob
-import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 
 import kala
-from conftest import ROOT, run_python
+from conftest import ROOT, recipe_module, run_main, run_python
 
 # The adding recipe at its smoke sizes, with a budget long enough to be interrupted in.
 ADDING = [sys.executable, "recipes/adding_problem.py", "--smoke", "--steps", "1500",
@@ -57,24 +55,10 @@ def weights(run_dir):
     return keras.saving.load_model(os.path.join(run_dir, "model.keras")).get_weights()
 
 
-def recipe(name):
-    sys.path.insert(0, os.path.join(ROOT, "recipes"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.pop(0)
-
-
 def exits_with_one_line(capsys, main, argv):
     """Runs a recipe's `main` in this process, and returns the one line it ended with."""
-    try:
-        with pytest.raises(SystemExit) as exit:
-            main(argv)
-    finally:
-        recipe("output").release_claims()
-    assert exit.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err
+    code, _, err = run_main(capsys, main, argv)
+    assert code == 2 and err.count("\n") == 1, err
     return err
 
 
@@ -114,7 +98,7 @@ def test_every_interruption_resumes_bitwise_equal_to_the_uninterrupted_run(tmp_p
     damaged = bytearray(open(data, "rb").read())
     damaged[len(damaged) // 2] ^= 0xFF
     open(data, "wb").write(damaged)
-    line = exits_with_one_line(capsys, recipe("adding_problem").main, command[2:])
+    line = exits_with_one_line(capsys, recipe_module("adding_problem").main, command[2:])
     assert os.path.basename(data) in line and "Checksum does not match" in line
     assert "--resume-from-previous" in line and "is intact" in line
     assert sorted(os.listdir(checkpoints)).count("checkpoint.tmp5f3a9c") == 0
@@ -287,7 +271,7 @@ def test_a_checkpoint_directory_in_use_is_refused_and_a_killed_holders_lock_take
     holder = hold(directory)
     with pytest.raises(ValueError, match=rf"in use by another run \(process {holder.pid}\)"):
         small_trainer(directory)
-    err = exits_with_one_line(capsys, recipe("adding_problem").main, [
+    err = exits_with_one_line(capsys, recipe_module("adding_problem").main, [
         "--smoke", "--results", str(tmp_path / "results"), "--checkpoint-dir", str(directory)])
     assert f"(process {holder.pid})" in err
     holder.kill()
@@ -297,7 +281,7 @@ def test_a_checkpoint_directory_in_use_is_refused_and_a_killed_holders_lock_take
 
 def test_a_results_directory_in_use_is_refused(tmp_path, hold, capsys):
     holder = hold(tmp_path / "adding_problem" / "2016-lstm-T20-seed0-smoke")
-    err = exits_with_one_line(capsys, recipe("adding_problem").main,
+    err = exits_with_one_line(capsys, recipe_module("adding_problem").main,
                               ["--smoke", "--results", str(tmp_path)])
     assert f"in use by another run writing results (process {holder.pid})" in err
 
@@ -379,7 +363,7 @@ def test_a_recipe_under_a_size_limit_ends_with_one_line_and_no_temporary_file(tm
 # --- Bad corpora and bad values. --------------------------------------------------------------
 
 def test_bad_corpora_are_refused_with_one_line(tmp_path, capsys):
-    main = recipe("char_language_model").main
+    main = recipe_module("char_language_model").main
     results = ["--smoke", "--results", str(tmp_path / "results")]
     assert "--text was given an empty path" in exits_with_one_line(
         capsys, main, ["--text", ""] + results)
@@ -399,7 +383,7 @@ def test_bad_corpora_are_refused_with_one_line(tmp_path, capsys):
                                          ("--seq-len", "1000000000")])
 def test_sizes_beyond_the_machines_memory_are_refused_before_any_work(tmp_path, capsys, flag,
                                                                       value):
-    err = exits_with_one_line(capsys, recipe("adding_problem").main,
+    err = exits_with_one_line(capsys, recipe_module("adding_problem").main,
                               [flag, value, "--results", str(tmp_path)])
     assert "would need at least" in err and "TB of memory to train; this machine allows" in err
     assert os.listdir(tmp_path) == []
@@ -413,7 +397,7 @@ RECIPES = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(
 @pytest.mark.parametrize("name", RECIPES)
 def test_a_directory_that_cannot_be_written_is_refused_with_one_line(capsys, name):
     # /sys takes no new files, even from root (for whom permission bits stop nothing).
-    module = recipe(name)
+    module = recipe_module(name)
     flags = ["--results"] + (["--checkpoint-dir"] if hasattr(module.Settings, "checkpoint_dir")
                              else [])
     for flag in flags:
