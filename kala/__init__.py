@@ -10,7 +10,8 @@ The library, in the order a run uses it:
   cells, with the initializations made for long lags.
 - `kala.train` / `kala.Trainer`: a tf.function training loop that stops when the task is solved,
   stops between steps on Ctrl-C or SIGTERM (`kala.training.Interrupted`), and resumes from
-  checkpoints, refusing damaged ones; `kala.locks` keeps one run per directory.
+  checkpoints, refusing damaged ones; `kala.locks` keeps one run per directory. Given a
+  `kala.distribute` strategy, it trains on several devices or workers with the same maths.
 - `kala.export_model`: a SavedModel version directory that TF Serving loads, answering the
   signatures of `kala.signatures`; `kala.stepping` runs a model one step at a time, for the
   `step` signature and for writing text.
@@ -32,11 +33,11 @@ with quiet.start_up():  # TensorFlow's start-up lines, held back (KALA_VERBOSE=1
 
     _tensorflow.config.list_physical_devices()
 
-from kala import cells, tasks  # noqa: E402
+from kala import cells, distribute, tasks  # noqa: E402
 from kala.export import export_model
 from kala.models import build_model
-from kala.training import Interrupted, Progress, Trainer, TrainResult, train
+from kala.training import Interrupted, Progress, Trainer, TrainResult, WorkerLost, train
 
-__all__ = ["Interrupted", "Progress", "TrainResult", "Trainer", "build_model", "cells",
-           "export_model", "tasks", "train"]
+__all__ = ["Interrupted", "Progress", "TrainResult", "Trainer", "WorkerLost", "build_model",
+           "cells", "distribute", "export_model", "tasks", "train"]
 __version__ = "0.1.0"

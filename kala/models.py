@@ -176,10 +176,14 @@ def build_model(
         if dropout_rate:
             x = keras.layers.Dropout(dropout_rate, name=f"dropout_{index + 1}")(x)
 
+    # Under a mixed precision policy the recurrent layers compute in float16 or bfloat16; the
+    # output stays float32, as Keras's mixed precision guide advises.
+    in_float32 = {"dtype": "float32"} if keras.config.dtype_policy().name != "float32" else {}
     if num_classes is not None:
-        outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+        outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities",
+                                     **in_float32)(x)
     else:
-        outputs = keras.layers.Dense(output_units, name="prediction")(x)
+        outputs = keras.layers.Dense(output_units, name="prediction", **in_float32)(x)
     return keras.Model(inputs, outputs, name=name or cell)
 
 
@@ -223,15 +227,17 @@ def _initializers(cell, initialization, max_lag):
     return {}
 
 
-def without_cudnn(model):
-    """A copy of `model` that never uses cuDNN, with the same weights.
+def servable_copy(model):
+    """A copy of `model` with the same weights that never uses cuDNN and computes in float32.
 
     Keras chooses the kernel when a function is traced, so a model traced on a GPU carries
-    `CudnnRNNV3` ops that a CPU-only server cannot run. Exports use this copy.
+    `CudnnRNNV3` ops that a CPU-only server cannot run; and a model trained under a mixed
+    precision policy would serve float16 or bfloat16 maths. Exports use this copy (its weights
+    are float32 under every policy, so they carry over exactly).
     """
 
     def clone(layer):
-        copy = layer.__class__.from_config(layer.get_config())
+        copy = layer.__class__.from_config(_in_float32(layer.get_config()))
         # `use_cudnn` is not part of a layer's config in Keras 3.15, so set it on the copy.
         for inner in (copy, getattr(copy, "forward_layer", None), getattr(copy, "backward_layer", None)):
             if hasattr(inner, "use_cudnn"):
@@ -241,3 +247,16 @@ def without_cudnn(model):
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _in_float32(config):
+    """A layer's config with every mixed precision policy in it (nested layers too) replaced by
+    float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(
+                config.get("config", {}).get("name", "")).startswith("mixed_"):
+            return "float32"
+        return {key: _in_float32(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_in_float32(value) for value in config]
+    return config

@@ -140,32 +140,54 @@ class Task(abc.ABC):
         rng = np.random.default_rng([int(seed), int(stream), int(index)])
         return self.make_batch(rng, int(batch_size))
 
-    def train_dataset(self, batch_size, seed=0, start=0):
+    def train_dataset(self, batch_size, seed=0, start=0, *, worker=0, workers=1, replicas=1):
         """An endless stream of fresh training batches; batch `i` is the `start + i`-th of `seed`.
 
         A run resumed at step `s` passes `start=s` and sees exactly the batches it would have.
+
+        Under a `tf.distribute` strategy each of `workers` pipelines draws worker `worker`'s
+        rows of every global batch of `batch_size` (rows `worker * share` on, `share =
+        batch_size / workers`), split into `replicas` consecutive batches, one for each of its
+        replicas in turn, as tf.distribute hands elements out: the same sequences as one
+        device sees, whatever the number of replicas.
         """
         checks.integer("batch_size", batch_size, 1)
         checks.integer("seed", seed, 0)
         checks.integer("start", start, 0)
+        workers = checks.integer("workers", workers)
+        worker = checks.integer("worker", worker, 0)
+        replicas = checks.integer("replicas", replicas)
+        if worker >= workers or batch_size % (workers * replicas):
+            raise ValueError(
+                f"A global batch of {batch_size} cannot be split evenly over {workers} workers "
+                f"of {replicas} replicas each (worker {worker}); use a multiple of "
+                f"{workers * replicas}.")
+        size = batch_size // (workers * replicas)  # Each replica's rows.
+
+        def rows(index):
+            inputs, targets = self.batch(seed, TRAIN_STREAM, index, batch_size)
+            if workers * replicas == 1:
+                return inputs, targets
+            part = slice(worker * replicas * size, (worker + 1) * replicas * size)
+            return (inputs[part].reshape(replicas, size, *inputs.shape[1:]),
+                    targets[part].reshape(replicas, size, *targets.shape[1:]))
 
         def load(index):
             inputs, targets = tf.numpy_function(
-                lambda i: self.batch(seed, TRAIN_STREAM, i, batch_size),
-                [index],
-                [self.input_spec.dtype, self.target_spec.dtype],
-                stateful=False,
-            )
-            inputs.set_shape([batch_size, *self.input_spec.shape[1:]])
-            targets.set_shape([batch_size, *self.target_spec.shape[1:]])
+                rows, [index], [self.input_spec.dtype, self.target_spec.dtype], stateful=False)
+            lead = [batch_size] if workers * replicas == 1 else [replicas, size]
+            inputs.set_shape([*lead, *self.input_spec.shape[1:]])
+            targets.set_shape([*lead, *self.target_spec.shape[1:]])
             return inputs, targets
 
         # A sequential map, with tf.data's autotuning off: with it on, deleting this endless
         # iterator after a run could stall for seconds.
         options = tf.data.Options()
         options.autotune.enabled = False
-        counter = tf.data.Dataset.counter(start, dtype=tf.int64)
-        return counter.map(load).with_options(options)
+        batches = tf.data.Dataset.counter(start, dtype=tf.int64).map(load)
+        if workers * replicas > 1:
+            batches = batches.unbatch()  # One element per replica, in the replicas' order.
+        return batches.with_options(options)
 
     def test_dataset(self):
         """The fixed test split: `test_size` sequences drawn from `test_seed`, in batches."""

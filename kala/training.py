@@ -12,6 +12,12 @@ Ctrl-C or SIGTERM stops a run between two steps, with a
 checkpoint, and raises `Interrupted`. The loop never prints; it reports `Progress` events to a
 callback. TensorFlow places the work on
 a GPU when one is visible.
+
+With a `tf.distribute.Strategy` (see `kala.distribute`) the same loop runs on several devices or
+workers, and does the same maths: every replica draws its rows of the same global batch, the
+gradients are summed over the replicas and then clipped, as one device would. A model of a mixed
+precision policy computes in float16 or bfloat16 and keeps float32 variables and a float32
+loss; float16 trains with Keras's `LossScaleOptimizer`.
 """
 
 import contextlib
@@ -23,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import threading
 import time
 
@@ -30,9 +37,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kala import checks, locks
+from kala import checks, distribute, locks
 
 RUN_FILE = "kala_run.json"
+# Keras's precision policies the loop trains under (`keras.mixed_precision.set_global_policy`
+# before the model is built): float32, or 16-bit maths with float32 weights.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +105,20 @@ class Trainer:
             damaged ones. Without it, such a directory is refused with a ValueError that names
             the damaged file and the intact checkpoint.
         logdir: where to write TensorBoard scalars; None disables them.
+        strategy: a `tf.distribute.Strategy` to train under (`kala.distribute.make_strategy`),
+            or None for one device. The model must have been built inside `strategy.scope()`,
+            and `batch_size` (the global batch) must split evenly over its replicas. Global
+            batch `i` of `seed` holds the same sequences whatever the number of replicas, and
+            a checkpoint can be resumed with another number. Only the chief (see
+            `kala.distribute.is_chief`) writes checkpoints and TensorBoard scalars; the other
+            workers restore from the chief's `checkpoint_dir` and save into a scratch
+            directory that they remove.
     """
 
     def __init__(self, model, task, *, steps, batch_size=32, learning_rate=1e-2, clipnorm=1.0,
                  seed=0, eval_every=100, log_every=10, stop_when_solved=True,
                  checkpoint_dir=None, logdir=None, jit_compile=False,
-                 resume_from_previous=False):
+                 resume_from_previous=False, strategy=None):
         steps, batch_size = checks.integer("steps", steps), checks.integer("batch_size", batch_size)
         eval_every = checks.integer("eval_every", eval_every)
         log_every = checks.integer("log_every", log_every)
@@ -113,6 +131,9 @@ class Trainer:
                 f"`logdir` needs TensorBoard, which is not installed. Received: logdir={logdir!r}. "
                 "Install it with `pip install tensorboard` (or kala's extra `.[tensorboard]`)."
             )
+        self.strategy = _check_strategy(strategy, model, batch_size)
+        self.replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+        self.is_chief = distribute.is_chief(strategy)
         self.model = model
         self.task = task
         self.steps = steps
@@ -121,7 +142,8 @@ class Trainer:
         self.eval_every = eval_every
         self.log_every = log_every
         self.stop_when_solved = stop_when_solved
-        self.logdir = os.fspath(logdir) if logdir is not None else None
+        self.logdir = os.fspath(logdir) if logdir is not None and self.is_chief else None
+        self.precision = model.dtype_policy.name
         self.config = {
             **task.config(),
             "model": model.name,
@@ -131,16 +153,25 @@ class Trainer:
             "clipnorm": float(clipnorm),
             "seed": seed,
         }
+        if self.precision != "float32":  # Other maths: a resume under another is refused.
+            self.config["precision"] = self.precision
 
-        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
-        # Keras creates the optimizer's slots lazily; build them now so a checkpoint restores them.
-        self.optimizer.build(model.trainable_variables)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.solved_at_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="solved_at")
-        self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
-        self.last_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False, name="metric")
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+            if self.precision == "mixed_float16":  # float16 gradients underflow unscaled.
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            # Keras creates the optimizer's slots lazily; build them now so that a checkpoint
+            # restores them (and, under a strategy, so that they are mirrored).
+            self.optimizer.build(model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.solved_at_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
+                                              name="solved_at")
+            self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+            self.last_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False,
+                                           name="metric")
         self.manager = None
         self._lock = None
+        self._scratch_saves = False  # A worker other than the chief (see `_reading_only`).
         # What was wrong with the latest checkpoint, when `resume_from_previous` resumed from
         # an older one; else None.
         self.resumed_instead = None
@@ -158,10 +189,11 @@ class Trainer:
         # pipeline's iterator inside the graph, as `model.fit` does with `steps_per_execution`:
         # a call per step, with its batch handed over from Python, costs a small step much of its
         # time. XLA cannot compile the iterator, so it compiles the step.
-        self._step = self._train_step
+        self._step = self._train_step if strategy is None else self._replica_step
         if jit_compile:
             self._step = tf.function(self._step, input_signature=signature, jit_compile=True)
-        self._train_steps = tf.function(self._train_steps_in_graph)
+        self._train_steps = tf.function(self._train_steps_in_graph if strategy is None
+                                        else self._distributed_steps_in_graph)
         self.eval_step = tf.function(self._eval_step, input_signature=signature)
         # The pipeline's iterator, kept for the next `run`. Every batch is drawn in the graph
         # call that counts its step, so its next batch is always that of `self.step`.
@@ -178,13 +210,17 @@ class Trainer:
         checkpoint, or (with `resume_from_previous`) the newest intact one. Every refusal is a
         ValueError that names the file and what is wrong with it."""
         self._lock_directory = directory
-        self._lock = locks.hold(directory)
-        _remove_temporaries(directory)
+        if self.is_chief:  # The other workers only read the chief's directory.
+            self._lock = locks.hold(directory)
+            _remove_temporaries(directory)
         self._checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step,
             solved_at_step=self.solved_at_step, seconds=self.elapsed, metric=self.last_metric,
         )
         self.manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=2)
+        if not self.is_chief and not os.path.isdir(directory):
+            self._reading_only()  # The chief has not made it: a first run.
+            return
         on_disk = _checkpoints_on_disk(directory)
         state_file = os.path.join(directory, STATE_FILE)
         saved = _read_run_file(directory)
@@ -195,6 +231,7 @@ class Trainer:
                     "belong to, so they cannot be checked against this one. Restore the file, "
                     "or use another checkpoint directory."
                 )
+            self._reading_only()
             return
         changed = {key: (saved.get(key), value) for key, value in self.config.items()
                    if saved.get(key) != value}
@@ -210,6 +247,7 @@ class Trainer:
             if os.path.exists(state_file):
                 raise ValueError(f"{state_file} names no checkpoint that can be read, and the "
                                  "directory holds none. Use another checkpoint directory.")
+            self._reading_only()
             return  # Stopped before its first checkpoint: nothing to resume.
         if latest is None:
             problem = (f"{state_file} is damaged (it names no checkpoint)"
@@ -218,6 +256,7 @@ class Trainer:
             problem = _damage(latest)
         if problem is None:
             self._load(latest)
+            self._reading_only()
             return
         older = [prefix for prefix in reversed(on_disk) if prefix != latest]
         intact = next((prefix for prefix in older if _damage(prefix) is None), None)
@@ -232,6 +271,11 @@ class Trainer:
                 "it with resume_from_previous=True (the recipes' --resume-from-previous), or "
                 "use another checkpoint directory."
             )
+        self.resumed_instead = problem
+        if not self.is_chief:
+            self._load(intact)
+            self._reading_only()
+            return
         # Resume from the intact one: the damaged newer ones go, and the state names it.
         for prefix in on_disk:
             if _number(prefix) > _number(intact):
@@ -240,7 +284,13 @@ class Trainer:
         _write_state(directory, kept[-2:])
         self.manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=2)
         self._load(intact)
-        self.resumed_instead = problem
+
+    def _reading_only(self):
+        """A worker other than the chief saves (it must: a save takes part in the collective
+        ops of a multi-worker strategy) into scratch directories, never the chief's."""
+        if not self.is_chief:
+            self.manager = None
+            self._scratch_saves = True
 
     def _load(self, prefix):
         try:
@@ -250,6 +300,13 @@ class Trainer:
                              "checkpoint directory.") from None
 
     def _save(self):
+        if self._scratch_saves:
+            scratch = tempfile.mkdtemp(prefix="kala-worker-")
+            try:
+                self._checkpoint.write(os.path.join(scratch, "ckpt"))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return
         if self.manager is None:
             return
         # The settings go beside the checkpoint, so that a resume with others is refused.
@@ -288,11 +345,36 @@ class Trainer:
     def _train_step(self, inputs, targets):
         with tf.GradientTape() as tape:
             predictions = self.model(inputs, training=True)
-            loss = self.task.loss(targets, predictions)
-        gradients = tape.gradient(loss, self.model.trainable_variables)
+            # The loss in float32 whatever the model computes in (a no-op for float32).
+            loss = self.task.loss(targets, tf.cast(predictions, tf.float32))
+            scaled = self.optimizer.scale_loss(loss)  # Unchanged but under mixed_float16.
+        gradients = tape.gradient(scaled, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         self.step.assign_add(1)
         return loss
+
+    def _replica_step(self, inputs, targets):
+        """One replica's part of a step under a strategy: its rows' share of the global batch's
+        mean loss, and that share's gradients."""
+        with tf.GradientTape() as tape:
+            predictions = self.model(inputs, training=True)
+            loss = self.task.loss(targets, tf.cast(predictions, tf.float32)) / self.replicas
+            scaled = self.optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled, self.model.trainable_variables)
+
+    def _distributed_steps_in_graph(self, batches, count):
+        """`_train_steps_in_graph` under a strategy. The replicas' gradients are summed before
+        the optimizer clips them: Keras would clip each replica's share, which is not the
+        maths of one device."""
+        total = tf.constant(0.0)
+        for _ in tf.range(count):
+            losses, gradients = self.strategy.run(self._step, args=next(batches))
+            gradients = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, gradient, axis=None)
+                         for gradient in gradients]
+            self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+            self.step.assign_add(1)
+            total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        return total
 
     def _train_steps_in_graph(self, batches, count):
         """Runs `count` train steps on batches from the iterator `batches`; returns the sum
@@ -308,12 +390,26 @@ class Trainer:
         benchmark can call it alone."""
         count = checks.integer("count", count)
         if self._batches is None:
-            self._batches = iter(self.task.train_dataset(self.batch_size, self.seed,
-                                                         start=int(self.step.numpy())))
+            self._batches = iter(self._train_data(int(self.step.numpy())))
         return float(self._train_steps(self._batches, tf.constant(count))) / count
 
+    def _train_data(self, start):
+        """The training stream from batch `start`: the task's own, or under a strategy the
+        per-replica parts of the same global batches, handed out as tf.distribute does."""
+        if self.strategy is None:
+            return self.task.train_dataset(self.batch_size, self.seed, start=start)
+        replicas = self.replicas
+
+        def this_workers_part(context):
+            return self.task.train_dataset(
+                self.batch_size, self.seed, start=start, worker=context.input_pipeline_id,
+                workers=context.num_input_pipelines,
+                replicas=replicas // context.num_input_pipelines)
+
+        return self.strategy.distribute_datasets_from_function(this_workers_part)
+
     def _eval_step(self, inputs, targets):
-        return self.task.metric(targets, self.model(inputs, training=False))
+        return self.task.metric(targets, tf.cast(self.model(inputs, training=False), tf.float32))
 
     def evaluate(self):
         """The task's metric on its test split: the mean over sequences."""
@@ -375,6 +471,12 @@ class Trainer:
             self.elapsed.assign(self._seconds())
             self._save()
             raise
+        except _PEER_ERRORS as error:
+            if distribute.describe(self.strategy)["workers"] == 1:
+                raise
+            raise WorkerLost(f"a worker of this run stopped, so this one cannot go on "
+                             f"({_first_line(error)}); the chief's last checkpoint is intact: "
+                             "start every worker again to resume from it") from None
         finally:
             if writer is not None:
                 writer.close()
@@ -544,6 +646,41 @@ def _reason(error):
         return error.strerror
     text = re.sub(r"\s*\[Op:\w+\]$", "", _first_line(error))
     return text.rsplit("; ", 1)[-1] if "; " in text else text
+
+
+# What a collective op raises when a peer worker has died or stopped answering.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                tf.errors.DeadlineExceededError)
+
+
+class WorkerLost(RuntimeError):
+    """Raised by `Trainer.run` under a multi-worker strategy when another worker died or stopped
+    (its collective ops fail within seconds). Nothing is saved then; every worker must start
+    again, and resumes from the chief's last checkpoint."""
+
+
+def _check_strategy(strategy, model, batch_size):
+    """`strategy`, once it is known to fit `model` and `batch_size`; a ValueError says how not."""
+    if strategy is None:
+        return None
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise ValueError(f"`strategy` must be a tf.distribute.Strategy or None. Received: "
+                         f"{strategy!r}")
+    outside = [variable.path for variable in model.variables
+               if not strategy.extended.variable_created_in_scope(
+                   getattr(variable, "value", variable))]
+    if outside:
+        raise ValueError(
+            f"The model's variables were made outside the strategy's scope ({outside[0]} is "
+            f"one of {len(outside)}), so {type(strategy).__name__} cannot mirror them. Build "
+            "the model inside `with strategy.scope():` and pass it to the Trainer.")
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ValueError(
+            f"batch_size={batch_size} (the global batch) must split evenly over the strategy's "
+            f"{replicas} replicas: an uneven or empty share breaks an RNN's initial state "
+            f"(tensorflow/tensorflow#58809). Use a multiple of {replicas}.")
+    return strategy
 
 
 class Interrupted(KeyboardInterrupt):

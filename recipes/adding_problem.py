@@ -35,6 +35,8 @@ import output
 RECIPE = "adding_problem"
 Cell = typing.Literal[kala.models.VARIANTS]
 Implementation = typing.Literal[kala.models.IMPLEMENTATIONS]
+Distribute = typing.Literal[kala.distribute.KINDS]
+Precision = typing.Literal[kala.training.PRECISIONS]
 
 
 @dataclasses.dataclass
@@ -49,6 +51,9 @@ class Settings:
     learning_rate: float = 1e-2  # Adam's learning rate
     clipnorm: float = 1.0  # each gradient is clipped to this norm
     seed: int = 0  # seed of the initial weights and of the training sequences
+    distribute: Distribute = "none"  # train on several devices or workers (README: Scaling out)
+    devices: int = 0  # with --distribute: how many GPUs (0: all), or CPU devices to split into
+    precision: Precision = "float32"  # mixed_*: compute in 16 bits, keep weights and loss float32
     eval_every: int = 100  # steps between evaluations on the test split
     smoke: bool = False  # a tiny run to check that everything works (seconds on a CPU)
     export: bool = False  # export the trained model for TF Serving
@@ -67,6 +72,8 @@ SMOKE = {"units": 8, "seq_len": 20, "steps": 20, "batch_size": 8, "eval_every": 
 def main(argv=None):
     settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE)
     output.check_export_target(settings, RECIPE)
+    # Devices: one, or several under a tf.distribute strategy; the precision Keras computes in.
+    strategy = output.strategy(settings)
     # Where this run's results go.
     run_name = output.run_name(settings, SMOKE, ["definition", "cell", "seq_len", "seed"])
     run_dir = os.path.join(settings.results, RECIPE, run_name)
@@ -78,10 +85,11 @@ def main(argv=None):
 
         # Model: one recurrent layer reads the sequence; a linear unit reads its last state.
         keras.utils.set_random_seed(settings.seed)
-        model = kala.build_model(
-            **kala.models.variant(settings.cell, task.max_length), units=settings.units,
-            implementation=settings.implementation,
-            name=f"{RECIPE}_{settings.cell.replace('+', '_')}", **task.model_options)
+        with kala.distribute.scope(strategy):  # Under a strategy its variables are mirrored.
+            model = kala.build_model(
+                **kala.models.variant(settings.cell, task.max_length), units=settings.units,
+                implementation=settings.implementation,
+                name=f"{RECIPE}_{settings.cell.replace('+', '_')}", **task.model_options)
 
         # Train: until the task's criterion is met (test MSE below 0.01; under --definition
         # 1997, fewer than 1% of test sequences off by 0.04 or more), or the budget is spent.
@@ -90,11 +98,14 @@ def main(argv=None):
             learning_rate=settings.learning_rate, clipnorm=settings.clipnorm,
             seed=settings.seed, eval_every=settings.eval_every,
             checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None,
-            resume_from_previous=settings.resume_from_previous)
-    output.claim(run_dir)  # Locked for this run: the same run twice is refused.
+            resume_from_previous=settings.resume_from_previous, strategy=strategy)
+    if trainer.is_chief:  # The chief (worker 0) alone writes results: locked for this run.
+        output.claim(run_dir)
     output.starting(RECIPE, settings, task, model, trainer)
     with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
+    if not trainer.is_chief:
+        return  # The other workers trained the same steps; the chief reports.
 
     # Report: the result as JSON beside the trained model, the model for TF Serving if asked,
     # and the run in one line.

@@ -33,6 +33,8 @@ import output
 RECIPE = "copy_memory"
 Cell = typing.Literal[kala.models.VARIANTS]
 Implementation = typing.Literal[kala.models.IMPLEMENTATIONS]
+Distribute = typing.Literal[kala.distribute.KINDS]
+Precision = typing.Literal[kala.training.PRECISIONS]
 
 
 @dataclasses.dataclass
@@ -47,6 +49,9 @@ class Settings:
     learning_rate: float = 1e-2  # Adam's learning rate
     clipnorm: float = 1.0  # each gradient is clipped to this norm
     seed: int = 0  # seed of the initial weights and of the training sequences
+    distribute: Distribute = "none"  # train on several devices or workers (README: Scaling out)
+    devices: int = 0  # with --distribute: how many GPUs (0: all), or CPU devices to split into
+    precision: Precision = "float32"  # mixed_*: compute in 16 bits, keep weights and loss float32
     eval_every: int = 100  # steps between evaluations on the test split
     smoke: bool = False  # a tiny run to check that everything works (seconds on a CPU)
     export: bool = False  # export the trained model for TF Serving
@@ -65,6 +70,8 @@ SMOKE = {"units": 8, "seq_len": 5, "steps": 20, "batch_size": 8, "eval_every": 1
 def main(argv=None):
     settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE)
     output.check_export_target(settings, RECIPE)
+    # Devices: one, or several under a tf.distribute strategy; the precision Keras computes in.
+    strategy = output.strategy(settings)
     # Where this run's results go.
     run_name = output.run_name(settings, SMOKE, ["cell", "seq_len", "seed"])
     run_dir = os.path.join(settings.results, RECIPE, run_name)
@@ -77,10 +84,11 @@ def main(argv=None):
         # Model: an embedding turns each symbol into a vector, the recurrent layer reads them
         # one by one, and at every step a softmax says which symbol comes next in the output.
         keras.utils.set_random_seed(settings.seed)
-        model = kala.build_model(
-            **kala.models.variant(settings.cell, task.max_length), units=settings.units,
-            embedding_dim=settings.embedding_dim, implementation=settings.implementation,
-            name=f"{RECIPE}_{settings.cell.replace('+', '_')}", **task.model_options)
+        with kala.distribute.scope(strategy):  # Under a strategy its variables are mirrored.
+            model = kala.build_model(
+                **kala.models.variant(settings.cell, task.max_length), units=settings.units,
+                embedding_dim=settings.embedding_dim, implementation=settings.implementation,
+                name=f"{RECIPE}_{settings.cell.replace('+', '_')}", **task.model_options)
 
         # Train: until the cross-entropy falls below 1% of the baseline, or the budget is spent.
         trainer = kala.Trainer(
@@ -88,11 +96,14 @@ def main(argv=None):
             learning_rate=settings.learning_rate, clipnorm=settings.clipnorm,
             seed=settings.seed, eval_every=settings.eval_every,
             checkpoint_dir=settings.checkpoint_dir or None, logdir=settings.logdir or None,
-            resume_from_previous=settings.resume_from_previous)
-    output.claim(run_dir)  # Locked for this run: the same run twice is refused.
+            resume_from_previous=settings.resume_from_previous, strategy=strategy)
+    if trainer.is_chief:  # The chief (worker 0) alone writes results: locked for this run.
+        output.claim(run_dir)
     output.starting(RECIPE, settings, task, model, trainer)
     with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
+    if not trainer.is_chief:
+        return  # The other workers trained the same steps; the chief reports.
 
     # Report: the result as JSON beside the trained model, the model for TF Serving if asked,
     # and the run in one line.

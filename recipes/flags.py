@@ -67,7 +67,7 @@ if os.path.dirname(_SCRIPT) == RECIPES:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, kala.training.raise_interrupted)
 # Numbers must be above 0, but these, which count from 0, and these, which take any sign.
-COUNTED_FROM_ZERO = ("seed", "first_seed", "example")
+COUNTED_FROM_ZERO = ("seed", "first_seed", "example", "devices")
 SIGNED = ("shifts",)
 # Settings that name a directory: a file there is refused before any work.
 DIRECTORIES = ("results", "saved_models", "checkpoint_dir", "logdir")

@@ -1,4 +1,5 @@
-"""What the recipes show and write: progress, a run's summary line, results files, figures, exports.
+"""What the recipes show and write: progress, a run's summary line, results files, figures, exports;
+and the devices a run trains on (`strategy`).
 
 Everything here prints or writes files: that is the recipes' job, never the library's. Files are
 written under a temporary name, then renamed, so a reader sees the old file or the new one.
@@ -19,6 +20,7 @@ import keras
 import flags
 import kala
 import kala.ask
+import kala.distribute
 import kala.locks
 import kala.provenance
 
@@ -76,11 +78,26 @@ def duration(seconds):
     return f"{seconds / 3600:.1f} h"
 
 
+def strategy(settings):
+    """Sets Keras's precision policy to `--precision` and returns the tf.distribute strategy of
+    `--distribute` and `--devices` (None for one device). First thing in a recipe's `main`:
+    the CPU can be split into devices only before TensorFlow runs an op."""
+    with flags.bad_arguments():
+        keras.mixed_precision.set_global_policy(settings.precision)
+        return kala.distribute.make_strategy(settings.distribute, settings.devices)
+
+
 def starting(recipe, settings, task, model, trainer):
     """The line a training run starts with: what trains on what, with which budget, and where
     it resumes from."""
+    where = ""
+    if trainer.strategy is not None:
+        described = kala.distribute.describe(trainer.strategy)
+        where = (f" on {described['replicas']} replicas ({settings.distribute}, "
+                 f"{described['workers']} worker{'s' if described['workers'] > 1 else ''})")
+    precision = "" if settings.precision == "float32" else f" in {settings.precision}"
     print(f"{recipe}: training {settings.cell} ({model.count_params():,} parameters) on "
-          f"{task.name} T={task.seq_len}; budget {settings.steps:,} steps of "
+          f"{task.name} T={task.seq_len}{where}{precision}; budget {settings.steps:,} steps of "
           f"{settings.batch_size} sequences; baseline {task.metric_name} {task.baseline:.4f}",
           flush=True)
     resuming(trainer, settings.checkpoint_dir)
@@ -128,6 +145,9 @@ def training(recipe, trainer, checkpoint_dir):
         interrupted(recipe, trainer, checkpoint_dir, getattr(error, "signum", signal.SIGINT))
     except OSError as error:
         flags.fail(str(error))
+    except kala.training.WorkerLost as error:  # Another worker died: this one cannot go on.
+        print(f"{recipe}: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 # Settings that say where output goes, not how the model trains.
@@ -164,6 +184,7 @@ def run_record(recipe, settings, trainer, result, measured):
         "command": " ".join(["python", *sys.argv]),
         **measured,
         "config": {**dataclasses.asdict(settings), **trainer.config},
+        "distribute": kala.distribute.describe(trainer.strategy),
         "machine": kala.provenance.machine(),
         "finished_at": now(),
         "history": result.history,

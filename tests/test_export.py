@@ -92,7 +92,7 @@ def test_the_signature_has_named_typed_inputs_with_dynamic_batch_and_time(tmp_pa
 
 
 @pytest.mark.parametrize("cell, bidirectional", [("lstm", True), ("gru", False)])
-def test_a_model_traced_as_on_a_gpu_still_exports_without_cudnn(tmp_path, monkeypatch, cell,
+def test_a_model_traced_as_on_a_gpu_still_exports_servable_copy(tmp_path, monkeypatch, cell,
                                                                  bidirectional):
     # Keras picks cuDNN at trace time when it sees a GPU. Make it believe it sees one: tracing
     # only builds the graph, so this works on a CPU (eager calls fall back to the generic loop).

@@ -90,9 +90,9 @@ def test_lstm_and_gru_are_configured_for_cudnn(cell):
                     reset_after=layer.cell.reset_after, **arguments)
 
 
-def test_without_cudnn_keeps_weights_and_answers(seeded):
+def test_servable_copy_keeps_weights_and_answers(seeded):
     model = kala.build_model("gru", 4, input_features=2, num_layers=2, bidirectional=True)
-    copy = models.without_cudnn(model)
+    copy = models.servable_copy(model)
     inputs = np.random.default_rng(0).normal(size=(3, 6, 2)).astype(np.float32)
     np.testing.assert_allclose(copy(inputs), model(inputs), rtol=1e-6)
     for layer in copy.layers:
