@@ -13,7 +13,7 @@ import time
 
 import tensorflow as tf
 
-from bench import adding, common, ideas, pipeline, report, serving, training
+from bench import adding, common, ideas, pipeline, precision, report, serving, training
 
 QUICK = {"shapes": (common.Shape(32, 50, 16, 64), common.Shape(128, 100, 2, 128)), "rounds": 6,
          "round_seconds": 0.5, "xla": False, "serving_cells": ("lstm",),
@@ -22,7 +22,7 @@ FULL = {"shapes": QUICK["shapes"] + (common.Shape(32, 100, 32, 256), common.Shap
         "rounds": 8, "round_seconds": 1.0, "xla": True,
         "serving_cells": ("simple_rnn", "lstm", "gru"), "adding_cells": ("lstm", "gru"),
         "adding_seeds": (0, 1, 2)}
-PARTS = ("training", "serving", "pipeline", "adding", "ideas")
+PARTS = ("training", "serving", "pipeline", "precision", "adding", "ideas")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,6 +118,9 @@ def run(args, log=lambda message: None):
                 if args.cells is None or cell in args.cells:
                     log(f"serving {cell} at {shape.label}")
                     rows += serving.serving_rows(cell, shape, rounds)
+        if "precision" in parts:
+            log(f"precision policies for the LSTM at {shape.label}")
+            rows += precision.precision_rows(shape, rounds, mode["round_seconds"])
         if "ideas" in parts:
             log(f"ideas for the LSTM at {shape.label}")
             rows += ideas.loop_rows(shape, rounds, mode["round_seconds"])

@@ -22,6 +22,9 @@ def markdown(payload):
                       f"{row['sequences_per_second']:,.0f} sequences/s; training consumes "
                       f"{row['training_sequences_per_second']:,.0f} (the fastest of kala's loops): "
                       f"{row['vs_training']:,.0f}× headroom.", ""]
+    precision = [row for row in rows if row["measure"] == "precision"]
+    if precision:
+        lines += _precision(precision)
     ideas = [row for row in rows if row["measure"] == "idea"]
     if ideas:
         lines += _ideas(ideas)
@@ -75,6 +78,17 @@ def _serving(serving):
             f"{row['impl']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
             f"{row['sequences_per_second']:,.0f} | {_ratio(row.get('vs_keras_call'))} |")
     return lines + [""]
+
+
+def _precision(rows):
+    features = ", ".join(rows[0]["cpu_features"]) or "none of those listed"
+    lines = ["### Precision: kala's loop, LSTM, under Keras's precision policies", "",
+             "| shape | policy | sequences/s | ms per step | ÷ float32 |",
+             "|---|---|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {_label(row)} | {row['precision']} | {_rate(row)} | "
+                     f"{row['ms_per_step']:.1f} | {_ratio(row['vs_float32'])} |")
+    return lines + ["", f"The CPU's flags for 16-bit maths: {features}.", ""]
 
 
 def _ideas(ideas):

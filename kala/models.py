@@ -239,7 +239,8 @@ def servable_copy(model):
     def clone(layer):
         copy = layer.__class__.from_config(_in_float32(layer.get_config()))
         # `use_cudnn` is not part of a layer's config in Keras 3.15, so set it on the copy.
-        for inner in (copy, getattr(copy, "forward_layer", None), getattr(copy, "backward_layer", None)):
+        for inner in (copy, getattr(copy, "forward_layer", None),
+                      getattr(copy, "backward_layer", None)):
             if hasattr(inner, "use_cudnn"):
                 inner.use_cudnn = False
         return copy

@@ -9,6 +9,21 @@ import keras
 import tensorflow as tf
 
 
+# The CPU flags that decide how fast 16-bit and wide vector maths can be.
+FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu_features():
+    """Which of `FEATURES` the CPU has (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            flags = next((line.split(":", 1)[1].split() for line in file
+                          if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [name for name in FEATURES if name in flags]
+
+
 def machine():
     """The platform, the CPU model (from /proc/cpuinfo where there is one), the cores, the GPUs
     and the versions, as a dict that JSON can hold."""
@@ -24,6 +39,7 @@ def machine():
         "platform": platform.platform(),
         "processor": processor,
         "cpu_count": os.cpu_count(),
+        "cpu_features": cpu_features(),
         "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
         "python": platform.python_version(),
         "tensorflow": tf.__version__,

@@ -93,9 +93,10 @@ def starting(recipe, settings, task, model, trainer):
     where = ""
     if trainer.strategy is not None:
         described = kala.distribute.describe(trainer.strategy)
-        where = (f" on {described['replicas']} replicas ({settings.distribute}, "
-                 f"{described['workers']} worker{'s' if described['workers'] > 1 else ''})")
-    precision = "" if settings.precision == "float32" else f" in {settings.precision}"
+        workers = described["workers"]
+        where = (f" on {described['replicas']} replicas ({described['strategy']}, {workers} "
+                 f"worker{'s' if workers > 1 else ''})")
+    precision = "" if trainer.precision == "float32" else f" in {trainer.precision}"
     print(f"{recipe}: training {settings.cell} ({model.count_params():,} parameters) on "
           f"{task.name} T={task.seq_len}{where}{precision}; budget {settings.steps:,} steps of "
           f"{settings.batch_size} sequences; baseline {task.metric_name} {task.baseline:.4f}",

@@ -76,6 +76,16 @@ def test_quick_bench_measures_every_contender_and_writes_json(tmp_path):
     (adding,) = [row for row in rows if row["measure"] == "adding"]
     assert (adding["cell"], adding["seq_len"], adding["steps"]) == ("lstm", 10, 5)
 
+    # The LSTM under each precision policy, in the same rounds, against float32.
+    precision = {row["precision"]: row for row in rows if row["measure"] == "precision"}
+    assert set(precision) == {"float32", "mixed_float16", "mixed_bfloat16"}
+    for row in precision.values():
+        assert row["shape"] == shape and len(row["rounds"]) == 2
+        assert row["vs_float32"] == pytest.approx(within_rounds(row, precision["float32"]))
+        assert row["cpu_features"] == kala.provenance.cpu_features()
+    assert precision["float32"]["vs_float32"] == 1.0
+    assert "### Precision" in process.stdout and "| mixed_bfloat16 |" in process.stdout
+
     assert "| B=4 T=6 D=3 H=5 | peephole_lstm |" in process.stdout
     assert "### Serving" in process.stdout and "### The adding problem" in process.stdout
 
