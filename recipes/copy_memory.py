@@ -102,8 +102,9 @@ def main(argv=None):
     output.starting(RECIPE, settings, task, model, trainer)
     with output.training(RECIPE, trainer, settings.checkpoint_dir):
         result = trainer.run(on_progress=output.ProgressPrinter(task, settings.steps))
-    if not trainer.is_chief:
-        return  # The other workers trained the same steps; the chief reports.
+    if not trainer.is_chief:  # The other workers trained the same steps; the chief reports.
+        kala.distribute.barrier(strategy)
+        return
 
     # Report: the result as JSON beside the trained model, the model for TF Serving if asked,
     # and the run in one line.
@@ -114,6 +115,7 @@ def main(argv=None):
     if settings.export:
         output.export(model, task, settings, RECIPE)
     print(output.summary_line(RECIPE, settings.cell, settings.batch_size, result))
+    kala.distribute.barrier(strategy)  # The other workers wait for the chief to end.
 
 
 if __name__ == "__main__":

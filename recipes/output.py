@@ -182,7 +182,9 @@ def run_record(recipe, settings, trainer, result, measured):
     the machine, when it finished and its evaluations."""
     return {
         "recipe": recipe,
-        "command": " ".join(["python", *sys.argv]),
+        # A worker started by `python -m kala.distribute` records the launcher's command.
+        "command": os.environ.get(kala.distribute.LAUNCH_COMMAND)
+        or " ".join(["python", *sys.argv]),
         **measured,
         "config": {**dataclasses.asdict(settings), **trainer.config},
         "distribute": kala.distribute.describe(trainer.strategy),

@@ -90,6 +90,8 @@ def test_killing_one_worker_stops_the_job_and_the_same_command_resumes_it(tmp_pa
     (path,) = results.rglob("result.json")  # The chief's, and only it.
     record = json.loads(path.read_text())
     assert record["distribute"]["replicas"] == 2 and record["distribute"]["workers"] == 2
+    assert record["command"].startswith("python -m kala.distribute --workers 2 ")
+    assert "stopped sending heartbeats" not in resumed.stderr  # Workers wait for the chief.
     assert record["resumed_from_step"] >= 50
 
     # The same run on one device, uninterrupted, ends at the same step.

@@ -26,6 +26,9 @@ import tensorflow as tf
 from kala import checks
 
 KINDS = ("none", "mirrored", "multi_worker")
+# The environment variable in which `python -m kala.distribute` tells its workers the command
+# it was started with, for their results files.
+LAUNCH_COMMAND = "KALA_LAUNCH_COMMAND"
 
 
 def split_cpu(count):
@@ -117,6 +120,22 @@ def make_strategy(kind="none", devices=0):
 def scope(strategy):
     """`strategy.scope()`, in which a model's variables are made mirrored; with None, nothing."""
     return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def barrier(strategy):
+    """Returns once every worker of a multi-worker `strategy` has called it (one small
+    all-reduce); at once for any other. A worker that has finished calls it before it exits,
+    and the chief after it wrote its results: a worker that left first would be reported by
+    the chief's TensorFlow as crashed ("stopped sending heartbeats")."""
+    if _task(strategy) is None:
+        return
+
+    @tf.function  # Collectives run eagerly are slow, and TensorFlow warns of it.
+    def all_reduce():
+        ones = strategy.run(lambda: tf.constant(1.0))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    all_reduce().numpy()
 
 
 def _task(strategy):

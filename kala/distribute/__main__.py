@@ -99,7 +99,10 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, request_stop)
     processes, logs = [], {}
     for index in range(args.workers):
-        env = {**os.environ, "TF_CONFIG": distribute.tf_config(addresses, index)}
+        env = {**os.environ, "TF_CONFIG": distribute.tf_config(addresses, index),
+               # What a results file records as the command that ran: this one.
+               distribute.LAUNCH_COMMAND: " ".join(
+                   ["python -m kala.distribute", *(sys.argv[1:] if argv is None else argv)])}
         output = None
         if index:
             logs[index] = os.path.join(args.log_dir, f"worker-{index}.log")
