@@ -13,6 +13,7 @@ This module imports only `kala.cells` and `kala.checks` from kala.
 import bisect
 
 import keras
+import numpy as np
 
 from kala import cells, checks
 
@@ -53,6 +54,8 @@ def build_model(
     vocab_size=None,
     embedding_dim=32,
     mask_padding=False,
+    input_scale=None,
+    output_scale=None,
     num_layers=1,
     bidirectional=False,
     dropout_rate=0.0,
@@ -76,8 +79,15 @@ def build_model(
         vocab_size: for token ids of shape `(batch, time)`, embedded before the recurrent layers.
             Give exactly one of `input_features` and `vocab_size`.
         embedding_dim: size of the token embedding.
-        mask_padding: with token ids, treat id 0 as padding: padded steps are skipped and a
-            sequence-level head reads the last real step. Pad on the right.
+        mask_padding: treat padding as padding: with token ids, id 0; with continuous inputs, a
+            step whose features are all exactly 0 (as `tf.data`'s `padded_batch` pads). Padded
+            steps leave the state as it was, so a sequence-level head reads the last real step.
+            Pad on the right (cuDNN takes only right-padded masks).
+        input_scale: for continuous inputs, `(mean, std)` (numbers, or one per feature): the
+            model standardises its inputs itself, so that it reads and serves raw values
+            (`keras.layers.Normalization` with these fixed statistics).
+        output_scale: for regression, `(mean, std)`: the linear output is multiplied by `std`
+            and `mean` is added, so the model predicts in the data's own units.
         num_layers: recurrent layers stacked on each other.
         bidirectional: run each recurrent layer forwards and backwards and concatenate.
         dropout_rate: dropout on the output of each recurrent layer (0 disables it); it keeps
@@ -129,11 +139,14 @@ def build_model(
             "Give exactly one of `input_features` (continuous inputs) and `vocab_size` (token "
             f"ids). Received: input_features={input_features!r}, vocab_size={vocab_size!r}"
         )
-    if mask_padding and vocab_size is None:
-        raise ValueError(
-            "`mask_padding=True` needs token inputs (`vocab_size`); continuous inputs have no "
-            f"padding id. Received: mask_padding=True with input_features={input_features!r}"
-        )
+    if input_scale is not None and vocab_size is not None:
+        raise ValueError("`input_scale` standardises continuous inputs; token ids have none. "
+                         f"Received: input_scale={input_scale!r} with vocab_size={vocab_size!r}")
+    if output_scale is not None and num_classes is not None:
+        raise ValueError("`output_scale` rescales a regression output; a classifier has none. "
+                         f"Received: output_scale={output_scale!r}, num_classes={num_classes!r}")
+    input_scale = _scale("input_scale", input_scale)
+    output_scale = _scale("output_scale", output_scale)
     units = checks.integer("units", units)
     num_layers = checks.integer("num_layers", num_layers)
     embedding_dim = checks.integer("embedding_dim", embedding_dim)
@@ -156,6 +169,12 @@ def build_model(
             shape=(None, input_features), dtype="float32", name=input_name or "sequence"
         )
         x = inputs
+        if mask_padding:  # An all-zero step is padding, masked before any scaling moves it.
+            x = keras.layers.Masking(0.0, name="padding")(x)
+        if input_scale is not None:
+            mean, std = input_scale
+            x = keras.layers.Normalization(mean=mean.tolist(), variance=(std ** 2).tolist(),
+                                           name="standardise")(x)
 
     for index in range(num_layers):
         return_sequences = head == "steps" or index < num_layers - 1
@@ -182,9 +201,29 @@ def build_model(
     if num_classes is not None:
         outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities",
                                      **in_float32)(x)
-    else:
+    elif output_scale is None:
         outputs = keras.layers.Dense(output_units, name="prediction", **in_float32)(x)
+    else:
+        mean, std = output_scale
+        x = keras.layers.Dense(output_units, name="standardised_prediction", **in_float32)(x)
+        outputs = keras.layers.Rescaling(std.tolist(), offset=mean.tolist(), name="prediction",
+                                         **in_float32)(x)
     return keras.Model(inputs, outputs, name=name or cell)
+
+
+def _scale(name, scale):
+    """`(mean, std)` as two float32 arrays (scalars, or one value per feature), std > 0."""
+    if scale is None:
+        return None
+    try:
+        mean, std = (np.asarray(value, dtype=np.float32) for value in scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` is a pair `(mean, std)` of numbers or arrays of numbers. "
+                         f"Received: {name}={scale!r}") from None
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise ValueError(f"`{name}` needs a finite mean and a finite std above 0. "
+                         f"Received: mean={mean.tolist()}, std={std.tolist()}")
+    return mean, std
 
 
 def variant(name, max_lag=None):

@@ -526,3 +526,176 @@ class LongGap(Task):
     def metric(self, targets, predictions):
         guesses = tf.argmax(predictions, axis=-1, output_type=tf.int32)
         return tf.cast(tf.not_equal(guesses, targets), tf.float32)
+
+
+class Recordings(Task):
+    """Recorded sequences to classify, one class per sequence: a fixed training set and a fixed
+    test set, rather than fresh draws.
+
+    Sequences may differ in length. A batch is padded on the right with all-zero steps to its
+    longest sequence, and the model masks them (`build_model(mask_padding=True)`); then a
+    sequence answers alone as it does in any batch. Training goes through the training set in
+    epochs, each in a new order (a stateless permutation of seed and epoch), and with
+    `bucket_boundaries` tf.data groups sequences of similar lengths into each batch
+    (`bucket_by_sequence_length`), so that little of a batch is padding. Batch `i` of a seed
+    is always the same sequences, so a resumed run sees the batches it would have.
+
+    The metric is the fraction of test sequences given the wrong class; the baseline is that of
+    always naming the class most common in training. A real set has no success criterion:
+    training spends its budget (`is_solved` is never true).
+
+    Args:
+        name: the task's name in results files.
+        train, test: each a pair `(sequences, classes)`: a list of float arrays of shape
+            `(length, features)` and one class index per sequence.
+        labels: the name of each class.
+        bucket_boundaries: lengths at which tf.data starts a new bucket; empty for none.
+        input_name: the name of the model's input (and of the served input).
+    """
+
+    metric_name = "error_rate"
+    head = "sequence"
+    success_threshold = 0.0
+
+    def __init__(self, name, train, test, *, labels, bucket_boundaries=(), test_batch_size=256,
+                 input_name="sequence"):
+        self.name = str(name)
+        self.labels = tuple(str(label) for label in labels)
+        self.num_classes = len(self.labels)
+        self._input_name = str(input_name)
+        self.train_sequences, self.train_classes = self._checked("train", *train)
+        self.test_sequences, self.test_classes = self._checked("test", *test)
+        self.features = self.train_sequences[0].shape[1]
+        if self.test_sequences[0].shape[1] != self.features:
+            raise ValueError(f"test sequences have {self.test_sequences[0].shape[1]} features "
+                             f"and training sequences {self.features}; they must agree")
+        self.bucket_boundaries = tuple(
+            checks.integer("bucket boundary", boundary, 2) for boundary in bucket_boundaries)
+        if list(self.bucket_boundaries) != sorted(set(self.bucket_boundaries)):
+            raise ValueError("bucket_boundaries must increase. Received: "
+                             f"{list(self.bucket_boundaries)}")
+        longest = max(len(sequence) for sequence in (*self.train_sequences,
+                                                     *self.test_sequences))
+        super().__init__(longest, test_size=len(self.test_sequences),
+                         test_batch_size=test_batch_size)
+        counts = np.bincount(self.train_classes, minlength=self.num_classes)
+        self.majority_class = int(np.argmax(counts))
+
+    def _checked(self, split, sequences, classes):
+        sequences = [np.asarray(sequence, dtype=np.float32) for sequence in sequences]
+        classes = np.asarray(classes)
+        if not sequences:
+            raise ValueError(f"the {split} split holds no sequences")
+        if len(classes) != len(sequences) or classes.ndim != 1:
+            raise ValueError(f"the {split} split has {len(sequences)} sequences and classes of "
+                             f"shape {classes.shape}; give one class per sequence")
+        for index, sequence in enumerate(sequences):
+            if sequence.ndim != 2 or len(sequence) == 0:
+                raise ValueError(f"{split} sequence {index} has shape {sequence.shape}; "
+                                 "expected (length >= 1, features)")
+            if sequence.shape[1] != sequences[0].shape[1]:
+                raise ValueError(f"{split} sequence {index} has {sequence.shape[1]} features, "
+                                 f"sequence 0 has {sequences[0].shape[1]}")
+            if not np.all(np.isfinite(sequence)):
+                raise ValueError(f"{split} sequence {index} holds NaN or infinity")
+        if not np.issubdtype(classes.dtype, np.integer) or classes.min() < 0 or (
+                classes.max() >= self.num_classes):
+            raise ValueError(f"{split} classes must be integers in [0, {self.num_classes}); "
+                             f"received {classes.dtype} from {classes.min()} to {classes.max()}")
+        return sequences, classes.astype(np.int32)
+
+    def config(self):
+        return {**super().config(), "train_size": len(self.train_sequences),
+                "bucket_boundaries": list(self.bucket_boundaries)}
+
+    @property
+    def input_spec(self):
+        return tf.TensorSpec([None, None, self.features], tf.float32, name=self._input_name)
+
+    @property
+    def target_spec(self):
+        return tf.TensorSpec([None], tf.int32, name="target")
+
+    @property
+    def baseline(self):
+        return float(np.mean(self.test_classes != self.majority_class))
+
+    @property
+    def statistics(self):
+        """`(mean, std)` of each feature over every step of the training sequences: the
+        `input_scale` of `kala.build_model`."""
+        steps = np.concatenate(self.train_sequences)
+        return steps.mean(axis=0), np.maximum(steps.std(axis=0), 1e-6)
+
+    @property
+    def serving_options(self):
+        options = super().serving_options
+        options["example_inputs"] = pad(self.test_sequences[:3])
+        return options
+
+    def make_batch(self, rng, batch_size):
+        chosen = rng.integers(0, len(self.train_sequences), size=batch_size)
+        return (pad([self.train_sequences[index] for index in chosen]),
+                self.train_classes[chosen])
+
+    def train_dataset(self, batch_size, seed=0, start=0, *, worker=0, workers=1, replicas=1):
+        checks.integer("batch_size", batch_size, 1)
+        seed = checks.integer("seed", seed, 0)
+        start = checks.integer("start", start, 0)
+        if checks.integer("workers", workers) * checks.integer("replicas", replicas) > 1:
+            raise ValueError(f"{self.name} trains on one device: its batches are bucketed by "
+                             f"length. Received: workers={workers}, replicas={replicas}")
+        values = ragged(self.train_sequences)
+        classes = tf.constant(self.train_classes)
+        size = len(self.train_sequences)
+
+        def example(position):  # The position-th sequence drawn: epoch by epoch, shuffled.
+            epoch, place = position // size, position % size
+            index = tf.random.experimental.index_shuffle(
+                place, seed=tf.stack([tf.constant(seed, tf.int64), epoch]),
+                max_index=size - 1)
+            return values[index], classes[index]
+
+        sequences = tf.data.Dataset.counter(dtype=tf.int64).map(example)
+        padded_shapes = ([None, self.features], [])
+        if self.bucket_boundaries:
+            batches = sequences.bucket_by_sequence_length(
+                lambda sequence, _: tf.shape(sequence)[0], list(self.bucket_boundaries),
+                [batch_size] * (len(self.bucket_boundaries) + 1),
+                padded_shapes=padded_shapes, drop_remainder=True)
+        else:
+            batches = sequences.padded_batch(batch_size, padded_shapes, drop_remainder=True)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return batches.skip(start).with_options(options)
+
+    def test_dataset(self):
+        values, classes = ragged(self.test_sequences), tf.constant(self.test_classes)
+        sequences = tf.data.Dataset.range(len(self.test_sequences)).map(
+            lambda index: (values[index], classes[index]))
+        return sequences.padded_batch(self.test_batch_size, ([None, self.features], [])).cache()
+
+    def loss(self, targets, predictions):
+        return tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(targets, predictions))
+
+    def metric(self, targets, predictions):
+        guesses = tf.argmax(predictions, axis=-1, output_type=tf.int32)
+        return tf.cast(tf.not_equal(guesses, targets), tf.float32)
+
+
+def ragged(sequences):
+    """Sequences of `(length, features)` as one `tf.RaggedTensor` of shape
+    `(sequences, None, features)`."""
+    return tf.RaggedTensor.from_row_lengths(np.concatenate(sequences),
+                                            [len(sequence) for sequence in sequences])
+
+
+def pad(sequences):
+    """Sequences of `(length, features)` as one batch, padded on the right with all-zero steps
+    to the longest: the form a masked model (and a served one) reads."""
+    longest = max(len(sequence) for sequence in sequences)
+    batch = np.zeros((len(sequences), longest, np.shape(sequences[0])[1]), np.float32)
+    for row, sequence in enumerate(sequences):
+        batch[row, :len(sequence)] = sequence
+    return batch

@@ -49,6 +49,51 @@ def test_padding_is_masked_for_token_inputs(cell, seeded):
     assert not np.allclose(unmasked(sequence), unmasked(padded), atol=1e-6)
 
 
+# Every cell, as Keras's layer where it has one and as the essay's cell in keras.layers.RNN.
+IMPLEMENTED = [(cell, "essay") for cell in CELLS] + [
+    (cell, "builtin") for cell in ("simple_rnn", "lstm", "gru")]
+
+
+@pytest.mark.parametrize("cell, implementation", IMPLEMENTED)
+@pytest.mark.parametrize("head", ["sequence", "steps"])
+def test_a_padded_batch_answers_as_each_sequence_alone(cell, implementation, head, seeded):
+    # Recordings of different lengths, padded on the right with all-zero steps (as tf.data's
+    # padded_batch pads) and masked: each row's answer is that of the sequence alone.
+    model = kala.build_model(cell, 6, input_features=3, mask_padding=True, head=head,
+                             num_classes=4, implementation=implementation,
+                             input_scale=([1.0, -2.0, 0.5], [2.0, 1.0, 3.0]))
+    rng = np.random.default_rng(0)
+    sequences = [rng.normal(size=(length, 3)).astype(np.float32) for length in (7, 2, 5)]
+    padded = np.zeros((3, 9, 3), np.float32)
+    for row, sequence in enumerate(sequences):
+        padded[row, :len(sequence)] = sequence
+    together = keras.ops.convert_to_numpy(model(padded))
+    for row, sequence in enumerate(sequences):
+        alone = keras.ops.convert_to_numpy(model(sequence[None]))[0]
+        if head == "steps":  # Compare the real steps; padded steps are not answers.
+            together_row = together[row, :len(sequence)]
+        else:
+            together_row = together[row]
+        np.testing.assert_allclose(together_row, alone, rtol=1e-5, atol=1e-5)
+    # Without the mask the padding changes the answer: the test can tell the two apart.
+    unmasked = kala.build_model(cell, 6, input_features=3, num_classes=4,
+                                implementation=implementation)
+    assert not np.allclose(unmasked(padded)[1], unmasked(sequences[1][None])[0], atol=1e-5)
+
+
+def test_scales_make_a_model_read_and_answer_in_the_data_units(seeded):
+    mean, std = np.array([100.0, -5.0], np.float32), np.array([20.0, 0.5], np.float32)
+    model = kala.build_model("gru", 4, input_features=2, input_scale=(mean, std),
+                             output_scale=(1000.0, 50.0), output_units=2)
+    plain = kala.build_model("gru", 4, input_features=2, output_units=2)
+    # The same recurrent and linear weights, without the scaling layers.
+    plain.set_weights(model.get_weights()[-len(plain.get_weights()):])
+    raw = np.random.default_rng(1).normal(size=(2, 5, 2)).astype(np.float32) * std + mean
+    expected = keras.ops.convert_to_numpy(plain((raw - mean) / std)) * 50.0 + 1000.0
+    np.testing.assert_allclose(model(raw), expected, rtol=1e-5)
+    assert model.output_names == ["prediction"]
+
+
 def test_numpy_integers_are_accepted_as_sizes():
     model = kala.build_model("gru", np.int64(4), input_features=np.int64(2))
     assert model.layers[1].units == 4
@@ -111,7 +156,11 @@ def test_servable_copy_keeps_weights_and_answers(seeded):
     (dict(), "exactly one of `input_features`"),
     (dict(input_features=2, vocab_size=10), "exactly one of `input_features`"),
     (dict(input_features=0), "input_features=0"),
-    (dict(input_features=2, mask_padding=True), "mask_padding"),
+    (dict(vocab_size=5, input_scale=(0, 1)), "input_scale"),
+    (dict(input_features=2, num_classes=3, output_scale=(0, 1)), "output_scale"),
+    (dict(input_features=2, input_scale=(0, 0)), "std above 0"),
+    (dict(input_features=2, output_scale=(0, float("nan"))), "std above 0"),
+    (dict(input_features=2, input_scale="mean"), "Received: input_scale='mean'"),
     (dict(input_features=2, num_layers=0), "num_layers=0"),
     (dict(input_features=2, dropout_rate=1.0), "dropout_rate=1.0"),
     (dict(input_features=2, head="tree"), "head='tree'"),
