@@ -39,7 +39,8 @@ _START_UP_LINES = ("WARNING: All log messages before absl::InitializeLog() is ca
                    "TF-TRT Warning: Could not find TensorRT")
 # Notices TensorFlow logs at error level that say nothing is wrong: where oneDNN has no integer
 # kernel it says so once, and uses Eigen's.
-NOTICES = ("oneDNN supports DT_INT32 only on platforms with AVX-512",)
+NOTICES = ("oneDNN supports DT_INT32 only on platforms with AVX-512",
+           "oneDNN supports DT_BOOL only on platforms with AVX-512")
 
 
 def verbose():

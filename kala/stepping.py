@@ -36,7 +36,8 @@ def _steppable_layers(model):
             if layer.go_backwards or layer.stateful:
                 return None
         elif not isinstance(layer, (keras.layers.Embedding, keras.layers.Dropout,
-                                    keras.layers.Dense)):
+                                    keras.layers.Dense, keras.layers.Masking,
+                                    keras.layers.Normalization, keras.layers.Rescaling)):
             return None  # Bidirectional, convolutions, attention: they read other steps.
         previous = layer
     return layers if any(isinstance(layer, keras.layers.RNN) for layer in layers) else None
@@ -53,8 +54,8 @@ class Stepper:
     """`model` run one step at a time, for every model that runs forwards (else `None` from
     `Stepper.of`): `stepper(inputs, states)` takes one step of a batch of sequences and the
     state, a list in the order of `states` (`(name, size)` pairs), and returns the output at that
-    step and the new state. Padding (id 0 of a model with `mask_padding`) leaves the state as it
-    was, as the model does."""
+    step and the new state. Padding (id 0, or an all-zero step, of a model with `mask_padding`)
+    leaves the state as it was, as the model does."""
 
     def __init__(self, model, layers):
         self.model = model
@@ -80,6 +81,14 @@ class Stepper:
                 if layer.mask_zero:  # Padding leaves the state as it was, as in the model.
                     keep = tf.not_equal(x, 0)[:, None]
                 x = tf.identity(layer(x))  # Without the Keras mask: `keep` does its work.
+            elif isinstance(layer, keras.layers.Masking):  # An all-zero step is padding.
+                keep = tf.reduce_any(tf.not_equal(x, layer.mask_value), axis=-1)[:, None]
+            elif isinstance(layer, keras.layers.Normalization):
+                # As the layer computes it, with its statistics shaped for one step, not for
+                # the (batch, time) it was built on.
+                mean = tf.reshape(tf.cast(layer.mean, x.dtype), [-1])
+                std = tf.sqrt(tf.reshape(tf.cast(layer.variance, x.dtype), [-1]))
+                x = (x - mean) / tf.maximum(std, keras.backend.epsilon())
             elif isinstance(layer, keras.layers.RNN):
                 previous = [next(remaining) for _ in _state_names(layer)]
                 x, new = layer.cell(x, previous, training=False)

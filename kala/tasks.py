@@ -548,7 +548,7 @@ class Recordings(Task):
         name: the task's name in results files.
         train, test: each a pair `(sequences, classes)`: a list of float arrays of shape
             `(length, features)` and one class index per sequence.
-        labels: the name of each class.
+        labels: the name of each class (`class_names`).
         bucket_boundaries: lengths at which tf.data starts a new bucket; empty for none.
         input_name: the name of the model's input (and of the served input).
     """
@@ -560,8 +560,10 @@ class Recordings(Task):
     def __init__(self, name, train, test, *, labels, bucket_boundaries=(), test_batch_size=256,
                  input_name="sequence"):
         self.name = str(name)
-        self.labels = tuple(str(label) for label in labels)
-        self.num_classes = len(self.labels)
+        # The names, for people; a served model answers with class indexes (labels are for
+        # models of token ids, kala.signatures).
+        self.class_names = tuple(str(label) for label in labels)
+        self.num_classes = len(self.class_names)
         self._input_name = str(input_name)
         self.train_sequences, self.train_classes = self._checked("train", *train)
         self.test_sequences, self.test_classes = self._checked("test", *test)

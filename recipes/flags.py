@@ -371,3 +371,14 @@ def bad_arguments():
         yield
     except ValueError as error:
         fail(str(error))
+
+
+@contextlib.contextmanager
+def missing_data():
+    """Turns a dataset that cannot be built (its package not installed, its files not where the
+    package should have them, a TFDS dataset that needs a download) into a one-line exit with
+    code 2."""
+    try:
+        yield
+    except (ModuleNotFoundError, FileNotFoundError) as error:
+        fail(str(error))

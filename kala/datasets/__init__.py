@@ -16,11 +16,14 @@ raises `ModuleNotFoundError` naming the install command. After `import kala.data
 `tfds.load("kala_digits", split="train")` prepares the dataset once (in `data_dir`, by default
 `~/tensorflow_datasets`) and reads it back from there.
 
-`examples(name, split)` returns a split as NumPy, the whole of it in memory: these sets are
-small.
+`examples(name, split)` returns a split as NumPy, the whole of it in memory (these sets are
+small), and holds back what TFDS prints while it prepares one.
 
 This module imports nothing else from kala.
 """
+
+import contextlib
+import io
 
 import tensorflow_datasets as tfds
 
@@ -37,8 +40,12 @@ def examples(name, split, data_dir=None):
     dicts of NumPy values (prepared first if it is not yet)."""
     if name not in NAMES:
         raise ValueError(f"kala has no dataset {name!r}; it has {', '.join(NAMES)}")
-    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
-    return list(tfds.as_numpy(dataset))
+    # TFDS prints while it prepares a dataset (a line, progress bars); the library prints
+    # nothing, so they are held back.
+    held_back = io.StringIO()
+    with contextlib.redirect_stdout(held_back), contextlib.redirect_stderr(held_back):
+        dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+        return list(tfds.as_numpy(dataset))
 
 
 __all__ = ["BUILDERS", "NAMES", "KalaDigits", "KalaElectricityDemand", "KalaJapaneseVowels",
