@@ -33,11 +33,11 @@ with quiet.start_up():  # TensorFlow's start-up lines, held back (KALA_VERBOSE=1
 
     _tensorflow.config.list_physical_devices()
 
-from kala import cells, distribute, tasks  # noqa: E402
+from kala import cells, distribute, series, stepping, tasks  # noqa: E402
 from kala.export import export_model
 from kala.models import build_model
 from kala.training import Interrupted, Progress, Trainer, TrainResult, WorkerLost, train
 
 __all__ = ["Interrupted", "Progress", "TrainResult", "Trainer", "WorkerLost", "build_model",
-           "cells", "distribute", "export_model", "tasks", "train"]
+           "cells", "distribute", "export_model", "series", "stepping", "tasks", "train"]
 __version__ = "0.1.0"

@@ -286,7 +286,7 @@ def check_model_name(model_name):
 
 def export_model(model, base_path, model_name, example_inputs=None, *, vocabulary=None,
                  unknown_id=None, labels=None, text_unit="words",
-                 max_generate_length=MAX_GENERATE_LENGTH):
+                 max_generate_length=MAX_GENERATE_LENGTH, forecast=None):
     """Publishes `model` as the next version of `model_name` under `base_path`.
 
     The version serves `serving_default`, a `step` signature for a model that runs forwards one
@@ -309,6 +309,8 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
             single characters: adds `serve_text` (the next character) and `generate`.
         max_generate_length: the most characters `generate` writes after a prompt (a longer
             `length` is refused with a message); `MAX_GENERATE_LENGTH` by default.
+        forecast: `(window, horizon)` for a one-step forecaster of a series: adds `forecast`,
+            the next `horizon` values after a history, forecast one step at a time.
 
     Returns:
         The path of the new version directory, `<base_path>/<model_name>/<version>`.
@@ -340,7 +342,7 @@ def export_model(model, base_path, model_name, example_inputs=None, *, vocabular
 
     max_generate_length = checks.integer("max_generate_length", max_generate_length)
     served = signatures.ServedModel(models.servable_copy(model), vocabulary, unknown_id, labels,
-                                    text_unit, max_generate_length)
+                                    text_unit, max_generate_length, forecast)
     answering = signatures.applicable(served)
     model_dir = os.path.join(os.fspath(base_path), model_name)
     os.makedirs(model_dir, exist_ok=True)

@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import os
 import re
+import signal
 import sys
 import threading
 
@@ -72,7 +73,13 @@ class _Filter:
         self.saved = os.dup(2)
         reader, writer = os.pipe()
         self.thread = threading.Thread(target=self._copy, args=(reader,), daemon=True)
-        self.thread.start()
+        # The copying thread blocks every signal (a thread inherits its creator's mask), so
+        # that a SIGTERM or Ctrl-C always reaches the main thread, which acts on it.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self.thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         os.dup2(writer, 2)
         os.close(writer)
 

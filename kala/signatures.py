@@ -17,6 +17,10 @@ Every export has `serving_default`; `kala.export_model` adds the others where th
   `unknown_words`, so a client needs no vocabulary. A text is lower-cased (when the vocabulary is),
   the punctuation marks that are words of the vocabulary are split off, and the rest is split at
   whitespace. Texts are answered one after another.
+- `forecast`: a one-step forecaster of a series exported with `forecast=(window, horizon)`:
+  `history`, a batch of series of at least `window` values each, in; the next `horizon`
+  values of each out, forecast from its last `window` values one step at a time, each fed
+  back as the next input, inside the graph (`kala.stepping.forecast`).
 - `serve_text` and `generate` of a language model of characters (`text_unit="characters"`): the
   distribution of the character after each text, most likely first; and what the model writes
   after each prompt, one character at a time (`kala.stepping.write`).
@@ -44,6 +48,7 @@ SERVING_DEFAULT = "serving_default"
 STEP = "step"
 SERVE_TEXT = "serve_text"
 GENERATE = "generate"
+FORECAST = "forecast"
 TEXT_INPUT = "text"
 # How `serve_text` and `generate` cut a text into tokens.
 TEXT_UNITS = ("words", "characters")
@@ -65,13 +70,15 @@ class ServedModel:
             (the next character's distribution) and `generate`.
         max_generate_length: the most characters `generate` writes after a prompt; None sets
             no bound (a request could then hold a server for hours).
+        forecast: `(window, horizon)` for a one-step forecaster of a series (one value in and
+            one out at each step): adds `forecast`.
 
     Raises:
         ValueError: an argument that does not fit the model, naming what was received.
     """
 
     def __init__(self, model, vocabulary=None, unknown_id=None, labels=None, text_unit="words",
-                 max_generate_length=None):
+                 max_generate_length=None, forecast=None):
         self.model = model
         self.input_spec = model.inputs[0]
         self.output_name = model.output_names[0]
@@ -83,6 +90,7 @@ class ServedModel:
         self.vocabulary = None if vocabulary is None else list(vocabulary)
         self.unknown_id = None if unknown_id is None else int(unknown_id)
         self.labels = None if labels is None else list(labels)
+        self.forecast = None if forecast is None else _check_forecast(self, forecast)
         # The language model of characters that `serve_text` and `generate` both run.
         self.character_model = (
             stepping.CharacterModel(self.stepper, self.vocabulary, self.unknown_id,
@@ -154,6 +162,23 @@ def _check_arguments(served, vocabulary, unknown_id, labels, text_unit):
             f"Received {len(labels)} labels for a model whose output has shape "
             f"{output_shape}."
         )
+
+
+def _check_forecast(served, forecast):
+    """`(window, horizon)` as ints, for a model that can forecast one step at a time."""
+    try:
+        window, horizon = forecast
+    except (TypeError, ValueError):
+        raise ValueError(f"`forecast` is a pair `(window, horizon)`. Received: {forecast!r}") \
+            from None
+    window, horizon = checks.integer("window", window), checks.integer("horizon", horizon)
+    if (served.stepper is None or tuple(served.input_spec.shape[1:]) != (None, 1)
+            or tuple(served.model.outputs[0].shape) != (None, 1)):
+        raise ValueError(
+            "`forecast` needs a model that reads one value per step, forwards, and forecasts "
+            f"the next one. Received a model of input shape {tuple(served.input_spec.shape)} "
+            f"and output shape {tuple(served.model.outputs[0].shape)}")
+    return window, horizon
 
 
 def _check_character_model(served, vocabulary, labels):
@@ -409,8 +434,56 @@ class Generate:
             raise ValueError(f"{GENERATE} does not write as many characters as asked.")
 
 
+class Forecast:
+    """`forecast`: a batch of series (`history`, at least `window` values each) in; the next
+    `horizon` values of each (`forecast`) out."""
+
+    name = FORECAST
+    resources = ()
+    input_name = "history"
+
+    @staticmethod
+    def applies(served):
+        return served.forecast is not None
+
+    def __init__(self, served):
+        self.served = served
+        self.window, self.horizon = served.forecast
+        self.function = tf.function(self.answer, input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name=self.input_name)])
+
+    def answer(self, history):
+        history = stepping.checked(
+            history, stepping.nonempty_batch(history, self.input_name),
+            stepping.finite(history, self.input_name),
+            stepping.require(tf.shape(history)[1] >= self.window,
+                             f"{self.input_name}: each series needs at least {self.window} "
+                             "values (the window the model reads); received",
+                             tf.shape(history)[1]))
+        recent = history[:, -self.window:, None]
+        return {FORECAST: stepping.forecast(self.served.stepper, recent, self.horizon)}
+
+    def example_request(self, batch):
+        """The window of each example sequence, with one value more before it: a history
+        longer than the window."""
+        values = batch[:, :, 0]
+        return {self.input_name: np.concatenate([values[:, :1], values], axis=1)}
+
+    def check(self, loaded, example_inputs, expected):
+        """Raises ValueError unless `forecast` answers as the Keras model does when it reads the
+        window and then, for each further value, the window and every value forecast so far."""
+        request = self.example_request(example_inputs)
+        answer = loaded.signatures[self.name](**_constants(request))[FORECAST].numpy()
+        sequence, wanted = request[self.input_name][:, -self.window:, None], []
+        for _ in range(self.horizon):
+            value = np.asarray(self.served.model(sequence, training=False))
+            wanted.append(value[:, 0])
+            sequence = np.concatenate([sequence, value[:, None, :]], axis=1)
+        _compare(self.name, answer, np.stack(wanted, axis=1))
+
+
 # Every kind of signature, in the order of an export's warmup requests.
-KINDS = (ServingDefault, Step, TextLabel, NextCharacter, Generate)
+KINDS = (ServingDefault, Step, TextLabel, NextCharacter, Generate, Forecast)
 
 
 def applicable(served):

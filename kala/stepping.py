@@ -251,3 +251,20 @@ class CharacterModel:
                                        for value in (tokens, length, temperature))
         return write(self.stepper, prompt, tokens, lengths, length, temperature, seed,
                      self.characters)
+
+
+def forecast(stepper, history, horizon):
+    """The next `horizon` values after each series of `history` (a batch, `(batch, time, 1)`),
+    forecast one step at a time: `stepper` reads the history, its output is the next value, and
+    each value forecast is fed back as the next input. Returns `(batch, horizon)`. (In a
+    `tf.function`: AutoGraph turns the loops into graph loops.)"""
+    states = stepper.zero_states(tf.shape(history)[0])
+    output = history[:, 0]
+    for t in tf.range(tf.shape(history)[1]):
+        output, states = stepper(history[:, t], states)
+    forecasts = tf.TensorArray(history.dtype, size=horizon)
+    forecasts = forecasts.write(0, output[:, 0])
+    for i in tf.range(1, horizon):
+        output, states = stepper(output, states)
+        forecasts = forecasts.write(i, output[:, 0])
+    return tf.transpose(forecasts.stack())

@@ -68,13 +68,14 @@ class Settings:
     jobs: int = 2  # runs trained at the same time, each in a process with its share of the cores
     data_dir: str = ""  # where TFDS keeps prepared datasets (default: ~/tensorflow_datasets)
     smoke: bool = False  # a tiny sweep to check that everything works
+    report_only: bool = False  # train nothing: tabulate DIR/classify_sequences/summary.json again
     export: bool = False  # export the LSTM (or the first cell) of the first seed for TF Serving
     saved_models: str = "saved_models"  # TF Serving model base path for --export
     model_name: str = ""  # name to export the model under (default: the recipe's name)
     results: str = "runs"  # writes summary.json and summary.md into DIR/classify_sequences/
 
 
-SMOKE = {"cells": ("simple_rnn", "lstm"), "seeds": 1, "units": 8, "steps": 20,
+SMOKE = {"cells": ("lstm",), "seeds": 1, "units": 8, "steps": 20,
          "eval_every": 10, "jobs": 1}
 
 
@@ -122,12 +123,18 @@ def train_run(settings, cell, learning_rate, seed):
         learning_rate=learning_rate, clipnorm=settings.clipnorm, seed=seed,
         eval_every=settings.eval_every,
         on_progress=output.Heartbeat(f"{cell} lr {learning_rate:g} seed {seed}", task))
+    # The mean cross-entropy on the scored utterances: finer than accuracy on a few of them,
+    # and what --validation chooses learning rates by.
+    inputs, targets = kala.tasks.pad(task.test_sequences), task.test_classes
+    cross_entropy = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+        targets, model.predict(inputs, batch_size=256, verbose=0))))
     output.save_model(model, output.model_path(
         settings, RECIPE, f"{cell}-lr{learning_rate:g}-seed{seed}"), task)
     if settings.export and cell == export_cell(settings) and seed == settings.first_seed:
         output.export(model, task, settings, RECIPE)
     return {"cell": cell, "learning_rate": learning_rate, "seed": seed,
             "error_rate": result.metric, "accuracy": 1.0 - result.metric,
+            "cross_entropy": round(cross_entropy, 4),
             "baseline_accuracy": 1.0 - result.baseline, "test_size": task.test_size,
             "seconds": round(result.seconds, 2), "parameters": model.count_params()}
 
@@ -136,18 +143,22 @@ def describe(row):
     wrong = round(row["error_rate"] * row["test_size"])
     return (f"{row['cell']} lr {row['learning_rate']:g} seed {row['seed']}: accuracy "
             f"{row['accuracy']:.3f} ({wrong} of {row['test_size']} wrong; the most common "
-            f"speaker alone: {row['baseline_accuracy']:.3f}); {row['seconds']:.0f} s")
+            f"speaker alone: {row['baseline_accuracy']:.3f}), cross-entropy "
+            f"{row['cross_entropy']:.3f}; {row['seconds']:.0f} s")
 
 
 def main(argv=None):
     settings = flags.parse(Settings, __doc__, argv, smoke=SMOKE)
+    out_dir = os.path.join(settings.results, RECIPE)
+    if settings.report_only:
+        report(sweep.load_summary(out_dir, RECIPE), out_dir)
+        return
     untuned = [cell for cell in settings.cells if cell not in tuned.CLASSIFY_SEQUENCES]
     if settings.learning_rate == "tuned" and untuned:
         flags.fail(f"--learning-rate tuned: no tuned rate for {', '.join(untuned)}; give rates "
                    "with --learning-rate")
     if settings.export:
         output.check_export_target(settings, RECIPE)
-    out_dir = os.path.join(settings.results, RECIPE)
     with flags.bad_arguments(), flags.missing_data():
         task = make_task(settings)  # Prepares the dataset once, before the workers read it.
     plan = [(settings, cell, learning_rate, seed) for cell in settings.cells
@@ -174,17 +185,18 @@ def markdown(runs, published=None):
     for row in runs:
         groups.setdefault((row["cell"], row["learning_rate"]), []).append(row)
     lines = ["| cell | learning rate | parameters | seeds | accuracy: median (range) | "
-             "seconds |", "|---|---|---:|---:|---|---:|"]
+             "cross-entropy: median | seconds |", "|---|---|---:|---:|---|---:|---:|"]
     for (cell, learning_rate), group in groups.items():
         accuracies = [row["accuracy"] for row in group]
         lines.append(
             f"| {cell} | {learning_rate:g} | {group[0]['parameters']:,} | {len(group)} | "
             f"{statistics.median(accuracies):.3f} ({min(accuracies):.3f}–{max(accuracies):.3f})"
+            f" | {statistics.median(row['cross_entropy'] for row in group):.3f}"
             f" | {statistics.median(row['seconds'] for row in group):.0f} |")
     baseline = runs[0]["baseline_accuracy"]
-    lines.append(f"| the most common speaker, always | — | — | — | {baseline:.3f} | — |")
+    lines.append(f"| the most common speaker, always | — | — | — | {baseline:.3f} | — | — |")
     if published:
-        lines.append(f"| published: {published[0]} | — | — | — | {published[1]:.3f} | — |")
+        lines.append(f"| published: {published[0]} | — | — | — | {published[1]:.3f} | — | — |")
     return "\n".join(lines) + "\n"
 
 
@@ -196,6 +208,13 @@ def report(summary, out_dir):
     print(text, end="")
     print(f"written to {out_dir}/summary.json and summary.md; the sweep took "
           f"{summary['wall_seconds'] / 60:.1f} min")
+    if summary["scored_on"] == "validation":  # A search: name each cell's best rate.
+        best = {}
+        for row in summary["runs"]:
+            if row["cell"] not in best or row["cross_entropy"] < best[row["cell"]]["cross_entropy"]:
+                best[row["cell"]] = row
+        print("lowest held-out cross-entropy: " + ", ".join(
+            f"{cell} at {row['learning_rate']:g}" for cell, row in best.items()))
 
 
 if __name__ == "__main__":

@@ -314,13 +314,15 @@ def check_export_target(settings, default_name):
         kala.export.check_model_name(settings.model_name or default_name)
 
 
-def export(model, task, settings, default_name):
-    """Publishes the trained model for TF Serving and says where, with its signatures."""
+def export(model, task, settings, default_name, **options):
+    """Publishes the trained model for TF Serving and says where, with its signatures;
+    `options` go to `kala.export_model` (e.g. `forecast`)."""
     try:
         limit = getattr(settings, "max_generate_length", None)  # For a model that writes.
         version_dir = kala.export_model(
             model, settings.saved_models, settings.model_name or default_name,
-            **task.serving_options, **({"max_generate_length": limit} if limit else {}))
+            **task.serving_options, **({"max_generate_length": limit} if limit else {}),
+            **options)
     except (OSError, ValueError) as error:
         flags.fail(f"export failed, nothing was published: {error}")
     names = ", ".join(kala.export.signature_names(version_dir))

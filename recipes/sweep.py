@@ -74,9 +74,14 @@ def _rows(train_run, plan, jobs, stored):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield from pool.imap_unordered(_train, todo)
+        # Every run is done: the workers take the pool's sentinel and exit by themselves.
+        # (Terminating them here could leave one waiting forever for the queue's lock, which
+        # terminate() takes, where SIGTERM reached another of its threads.)
         pool.close()
-    finally:
+    except BaseException:
         pool.terminate()
+        raise
+    finally:
         pool.join()
         signal.signal(signal.SIGINT, previous)
 

@@ -18,9 +18,18 @@ TUNED_LEARNING_RATES = {
 }
 
 # Japanese vowels (recipes/classify_sequences.py): for each cell, the rate of the grid 1e-3,
-# 3e-3, 1e-2 with the highest accuracy on the held-out training utterances, seed 100. The search
-# is committed in results/tuning/classify_sequences/, made by
+# 3e-3, 1e-2 with the lowest cross-entropy on the 45 held-out training utterances (finer than
+# their accuracy, where one utterance is 2%), seed 100. The search is committed in results/tuning/classify_sequences/, made by
 #
 #     python recipes/classify_sequences.py --validation --learning-rate 1e-3,3e-3,1e-2 \
 #         --seeds 1 --first-seed 100 --results results/tuning
-CLASSIFY_SEQUENCES = {"simple_rnn": 3e-3, "lstm": 3e-3, "gru": 3e-3}
+CLASSIFY_SEQUENCES = {"simple_rnn": 3e-3, "lstm": 1e-3, "gru": 1e-2}
+
+# Electricity demand (recipes/forecast.py): for each cell and way (direct, one step), the rate of
+# the grid 1e-3, 3e-3, 1e-2 with the lowest mean absolute error over the day forecast, on the
+# two validation weeks, seed 100. The search is committed in results/tuning/forecast/, made by
+#
+#     python recipes/forecast.py --validation --learning-rate 1e-3,3e-3,1e-2 --seeds 1 \
+#         --first-seed 100 --results results/tuning
+FORECAST = {(cell, way): 3e-3 for cell in ("simple_rnn", "lstm", "gru")
+            for way in ("direct", "one_step")}
