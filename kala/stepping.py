@@ -256,15 +256,24 @@ class CharacterModel:
 def forecast(stepper, history, horizon):
     """The next `horizon` values after each series of `history` (a batch, `(batch, time, 1)`),
     forecast one step at a time: `stepper` reads the history, its output is the next value, and
-    each value forecast is fed back as the next input. Returns `(batch, horizon)`. (In a
-    `tf.function`: AutoGraph turns the loops into graph loops.)"""
-    states = stepper.zero_states(tf.shape(history)[0])
-    output = history[:, 0]
-    for t in tf.range(tf.shape(history)[1]):
+    each value forecast is fed back as the next input. Returns `(batch, horizon)`. The loops are
+    `tf.while_loop`s, so that the graph holds them whatever AutoGraph makes of the caller."""
+    history = tf.convert_to_tensor(history)
+
+    def read(t, output, states):
         output, states = stepper(history[:, t], states)
-    forecasts = tf.TensorArray(history.dtype, size=horizon)
-    forecasts = forecasts.write(0, output[:, 0])
-    for i in tf.range(1, horizon):
-        output, states = stepper(output, states)
+        return t + 1, output, states
+
+    _, output, states = tf.while_loop(
+        lambda t, output, states: t < tf.shape(history)[1], read,
+        (tf.constant(0), tf.zeros_like(history[:, 0]), stepper.zero_states(tf.shape(history)[0])))
+
+    def feed_back(i, output, states, forecasts):
         forecasts = forecasts.write(i, output[:, 0])
+        output, states = stepper(output, states)
+        return i + 1, output, states, forecasts
+
+    *_, forecasts = tf.while_loop(
+        lambda i, output, states, forecasts: i < horizon, feed_back,
+        (tf.constant(0), output, states, tf.TensorArray(history.dtype, size=horizon)))
     return tf.transpose(forecasts.stack())

@@ -130,8 +130,11 @@ def train_run(settings, cell, way, learning_rate, seed):
         forecasts = np.asarray(model.predict(inputs, batch_size=256, verbose=0))
     else:
         stepper = kala.stepping.Stepper.of(model)
-        rollout = tf.function(lambda history: kala.stepping.forecast(
-            stepper, history, settings.horizon))
+
+        @tf.function
+        def rollout(history):
+            return kala.stepping.forecast(stepper, history, settings.horizon)
+
         forecasts = rollout(tf.constant(inputs)).numpy()
     errors = scored.errors(forecasts)
     output.save_model(model, output.model_path(

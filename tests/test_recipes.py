@@ -91,13 +91,22 @@ def test_help_lists_the_flags(recipe, help_of):
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--export", "--model-name", "a/b"], "model_name='a/b'"),  # Refused before training.
 ])
-def test_bad_arguments_exit_2_with_one_line(arguments, message):
-    process = run_python(["recipes/adding_problem.py", *arguments])
+def test_bad_arguments_exit_2_with_one_line(capsys, arguments, message):
+    # In this process: the same code path as a process of its own, without starting
+    # TensorFlow again (the test below runs one that way).
+    code, out, err = run_main(capsys, recipe_module("adding_problem").main, arguments)
+    assert code == 2 and out == ""
+    (error,) = err.splitlines()
+    assert ": error: " in error and message in error
+
+
+def test_a_bad_argument_in_a_process_of_its_own_is_one_line_and_no_start_up_noise():
+    process = run_python(["recipes/adding_problem.py", "--cell", "transformer"])
     assert process.returncode == 2
     assert process.stdout == ""
     # One line: the recipe's, with none of TensorFlow's start-up lines before it.
     (error,) = process.stderr.splitlines()
-    assert error.startswith("adding_problem.py: error: ") and message in error
+    assert error.startswith("adding_problem.py: error: ") and "invalid choice" in error
 
 
 def test_a_file_where_a_directory_belongs_exits_2(tmp_path):
@@ -253,13 +262,15 @@ def test_long_gap_smoke_sweep_writes_its_summary(tmp_path, task):
     assert (tmp_path / "long_gap" / "long_gap.png").stat().st_size > 10_000
 
 
-def test_long_gap_learning_rate_grid_in_parallel_matches_one_at_a_time(tmp_path):
+def test_long_gap_learning_rate_grid_in_parallel_matches_one_at_a_time(capsys, tmp_path):
     # Two worker processes train the same runs, to the same numbers, as one process does.
-    common = ["recipes/long_gap.py", "--smoke", "--cells", "lstm", "--gaps", "3",
-              "--seeds", "2", "--learning-rate", "1e-3,1e-2"]
-    serial = run_python([*common, "--results", str(tmp_path / "serial")])
-    parallel = run_python([*common, "--jobs", "2", "--results", str(tmp_path / "parallel")])
-    assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr[-3000:]
+    common = ["--smoke", "--cells", "lstm", "--gaps", "3", "--seeds", "2",
+              "--learning-rate", "1e-3,1e-2"]
+    code, serial_out, err = run_main(capsys, recipe_module("long_gap").main,
+                                     [*common, "--results", str(tmp_path / "serial")])
+    parallel = run_python(["recipes/long_gap.py", *common, "--jobs", "2",
+                           "--results", str(tmp_path / "parallel")])
+    assert code == 0 and parallel.returncode == 0, err + parallel.stderr[-3000:]
     runs = long_gap_summary(tmp_path / "serial")["runs"]
     assert [(run["learning_rate"], run["seed"]) for run in runs] == [
         (0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
@@ -270,7 +281,7 @@ def test_long_gap_learning_rate_grid_in_parallel_matches_one_at_a_time(tmp_path)
     best = long_gap_summary(tmp_path / "serial")["best_learning_rates"]
     assert set(best) == {"lstm"} and best["lstm"] in (0.001, 0.01)
     assert f"best learning rate per cell (most runs solved, then fewest sequences): lstm " \
-           f"{best['lstm']:g}" in serial.stdout
+           f"{best['lstm']:g}" in serial_out
 
 
 def test_the_best_learning_rate_solves_most_runs_then_needs_fewest_sequences():
@@ -388,7 +399,7 @@ def test_position_shortcut_bad_arguments_exit_2(capsys, arguments, message):
     assert code == 2 and message in err and err.count("\n") == 1
 
 
-def test_long_gap_report_only_tabulates_an_earlier_sweep(tmp_path):
+def test_long_gap_report_only_tabulates_an_earlier_sweep(capsys, tmp_path):
     def run(cell, gap, seed, sequences):
         return {"cell": cell, "gap": gap, "learning_rate": 0.01, "seed": seed,
                 "solved": sequences is not None, "sequences_seen": sequences,
@@ -400,20 +411,20 @@ def test_long_gap_report_only_tabulates_an_earlier_sweep(tmp_path):
                         run("lstm", 100, 0, None), run("lstm", 100, 1, 64000)]}
     (tmp_path / "long_gap").mkdir()
     (tmp_path / "long_gap" / "summary.json").write_text(json.dumps(summary))
-    process = run_python(["recipes/long_gap.py", "--report-only", "--results", str(tmp_path)])
-    assert process.returncode == 0, process.stderr[-3000:]
+    main = recipe_module("long_gap").main
+    code, _, err = run_main(capsys, main, ["--report-only", "--results", str(tmp_path)])
+    assert code == 0, err[-3000:]
     table = (tmp_path / "long_gap" / "summary.md").read_text()
     assert "| lstm | 0.01 | 1,000 | 10 | 100% of 2 | 8,000 | 0.010 (0.875) | 5 |" in table
     assert "| lstm | 0.01 | 1,000 | 100 | 50% of 2 | 64,000 | 0.435 (0.875) | 5 |" in table
     assert (tmp_path / "long_gap" / "long_gap.png").stat().st_size > 10_000
 
     (tmp_path / "long_gap" / "summary.json").write_text("{not json")
-    broken = run_python(["recipes/long_gap.py", "--report-only", "--results", str(tmp_path)])
-    assert broken.returncode == 2 and "cannot read" in broken.stderr
-    missing = run_python(["recipes/long_gap.py", "--report-only", "--results",
-                          str(tmp_path / "nothing")])
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
-    assert "Traceback" not in broken.stderr + missing.stderr
+    code, _, err = run_main(capsys, main, ["--report-only", "--results", str(tmp_path)])
+    assert code == 2 and "cannot read" in err
+    code, _, err = run_main(capsys, main, ["--report-only", "--results",
+                                           str(tmp_path / "nothing")])
+    assert code == 2 and "does not exist" in err
 
 
 # --- Inside the LSTM: the variants compared, and the gates watched. ------------------------------
