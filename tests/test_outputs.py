@@ -21,6 +21,9 @@ MODELS = {
     "vanishing_gradients": "vanishing_gradients/runs/lstm-seed0/model.keras",
     "position_shortcut": "position_shortcut/runs/lstm-seed0/model.keras",
     "char_cells_compared": "char_cells_compared/runs",
+    "classify_sequences": "classify_sequences/runs/lstm-lr0.001-seed0/model.keras",
+    "forecast": "forecast/runs/lstm-one_step-lr0.003-seed0/model.keras",
+    "pixel_digits": "pixel_digits/runs/lstm-permuted-lr0.003-seed0/model.keras",
 }
 
 

@@ -24,9 +24,11 @@ This module imports nothing else from kala.
 
 import contextlib
 import io
+import logging
 
 import tensorflow_datasets as tfds
 
+from kala.datasets import sources
 from kala.datasets.digits import KalaDigits
 from kala.datasets.electricity_demand import KalaElectricityDemand
 from kala.datasets.japanese_vowels import KalaJapaneseVowels
@@ -35,18 +37,60 @@ BUILDERS = (KalaElectricityDemand, KalaJapaneseVowels, KalaDigits)
 NAMES = tuple(builder.name for builder in BUILDERS)
 
 
+@contextlib.contextmanager
+def _held_back():
+    """What TFDS prints and logs while it finds and prepares a dataset (a line, progress bars,
+    absl warnings), held back: the library prints nothing."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        absl.setLevel(level)
+
+
 def examples(name, split, data_dir=None):
     """Every example of `split` of kala's dataset `name`, in the builder's order, as a list of
     dicts of NumPy values (prepared first if it is not yet)."""
     if name not in NAMES:
         raise ValueError(f"kala has no dataset {name!r}; it has {', '.join(NAMES)}")
-    # TFDS prints while it prepares a dataset (a line, progress bars); the library prints
-    # nothing, so they are held back.
-    held_back = io.StringIO()
-    with contextlib.redirect_stdout(held_back), contextlib.redirect_stderr(held_back):
+    with _held_back():
         dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
         return list(tfds.as_numpy(dataset))
 
 
-__all__ = ["BUILDERS", "NAMES", "KalaDigits", "KalaElectricityDemand", "KalaJapaneseVowels",
-           "examples"]
+# Where the TFDS catalog's datasets that a recipe can ask for download from.
+CATALOG_HOSTS = {"mnist": "storage.googleapis.com"}
+
+
+def catalog_examples(name, split, data_dir=None):
+    """Every example of `split` of the TFDS catalog's dataset `name` (one of `CATALOG_HOSTS`),
+    downloaded first if it is not yet prepared.
+
+    Raises:
+        ValueError: `name` is not one kala reads, or it is not prepared yet and its host cannot
+            be reached (as here, offline), or the download fails.
+    """
+    if name not in CATALOG_HOSTS:
+        raise ValueError(f"kala reads {', '.join(CATALOG_HOSTS)} from the TFDS catalog; "
+                         f"received {name!r}")
+    with _held_back():
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    if not prepared and not sources.reachable(CATALOG_HOSTS[name]):
+        raise ValueError(f"{name!r} is not downloaded yet, and this machine cannot reach "
+                         f"{CATALOG_HOSTS[name]} to download it; without --tfds the recipe "
+                         "reads data that ships with a package")
+    try:
+        with _held_back():
+            builder.download_and_prepare()
+            return list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+    except Exception as error:  # A download failing, in any of many ways.
+        raise ValueError(f"TensorFlow Datasets could not download {name!r} "
+                         f"({type(error).__name__})") from None
+
+
+__all__ = ["BUILDERS", "CATALOG_HOSTS", "NAMES", "KalaDigits", "KalaElectricityDemand",
+           "KalaJapaneseVowels", "catalog_examples", "examples"]

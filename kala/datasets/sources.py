@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.util
+import socket
 
 from etils import epath
 
@@ -34,3 +35,12 @@ def package_file(package, path, dataset):
             f"{dataset} expected {found} in the installed {package}, and it is not there; "
             f"this {package} may ship its data elsewhere: reinstall kala's data extra: {INSTALL}")
     return found
+
+
+def reachable(host, port=443, timeout=5.0):
+    """Whether a TCP connection to `host` opens within `timeout` seconds."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
