@@ -127,7 +127,7 @@ def train_run(settings, cell, learning_rate, seed):
     # and what --validation chooses learning rates by.
     inputs, targets = kala.tasks.pad(task.test_sequences), task.test_classes
     cross_entropy = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
-        targets, model.predict(inputs, batch_size=256, verbose=0))))
+        targets, model(inputs, training=False))))
     output.save_model(model, output.model_path(
         settings, RECIPE, f"{cell}-lr{learning_rate:g}-seed{seed}"), task)
     if settings.export and cell == export_cell(settings) and seed == settings.first_seed:

@@ -127,7 +127,7 @@ def train_run(settings, cell, way, learning_rate, seed):
     # Forecast the whole horizon from every scored window: at once, or a step at a time.
     inputs = scored.scored_windows()[0]
     if way == "direct":
-        forecasts = np.asarray(model.predict(inputs, batch_size=256, verbose=0))
+        forecasts = np.asarray(model(inputs, training=False))
     else:
         stepper = kala.stepping.Stepper.of(model)
 

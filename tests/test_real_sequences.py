@@ -159,6 +159,18 @@ def test_smoke_run_trains_tabulates_and_exports_a_version_the_checker_passes(
                             str(tmp_path / "models")], cwd=ROOT, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"signatures of version 1: {', '.join(signatures)}" in check.stdout
+    if recipe == "classify_sequences":
+        # TF Serving's REST API takes no rows of different lengths: a client pads each
+        # utterance on the right with all-zero frames to the longest of its request, and each
+        # answer is that of the utterance alone.
+        served = tf.saved_model.load(str(tmp_path / "models" / recipe / "1"))
+        answer = served.signatures["serving_default"]
+        rng = np.random.default_rng(0)
+        utterances = [rng.normal(size=(length, 12)).astype(np.float32) for length in (7, 29, 12)]
+        padded = answer(frames=tf.constant(kala.tasks.pad(utterances)))["probabilities"]
+        for row, utterance in enumerate(utterances):
+            alone = answer(frames=tf.constant(utterance[None]))["probabilities"]
+            np.testing.assert_allclose(padded[row], alone[0], rtol=1e-5, atol=1e-6)
 
 
 def test_a_recipe_without_its_data_package_says_how_to_install_it(capsys, monkeypatch, tmp_path):
