@@ -194,17 +194,24 @@ def main(argv=None):
 
 
 def markdown(runs, published=True):
-    """One row per (cell, learning rates): accuracy in order and permuted over seeds (median,
-    range), and the published sequential-MNIST figures where there are some."""
+    """One row per cell (per cell and learning rate, for a search of rates): accuracy in order
+    and permuted over seeds (median, range), and the published sequential-MNIST figures where
+    there are some."""
+    several = len({(row["cell"], row["order"], row["learning_rate"]) for row in runs}) > len(
+        {(row["cell"], row["order"]) for row in runs})
     groups = {}
     for row in runs:
-        groups.setdefault(row["cell"], {}).setdefault(row["order"], []).append(row)
+        key = (row["cell"], row["learning_rate"]) if several else (row["cell"],)
+        groups.setdefault(key, {}).setdefault(row["order"], []).append(row)
     steps = runs[0]["steps_per_sequence"]
-    lines = [f"| cell | learning rate (in order, permuted) | parameters | seeds | "
-             f"in order, {steps} steps | permuted, {steps} steps | "
-             + ("published, MNIST in order (784 steps) | permuted |" if published else ""),
-             "|---|---|---:|---:|---|---|" + ("---|---|" if published else "")]
-    for cell, orders in groups.items():
+    header = (f"| cell | learning rate (in order, permuted) | parameters | seeds | "
+              f"in order, {steps} steps | permuted, {steps} steps |")
+    rule = "|---|---|---:|---:|---|---|"
+    if published:
+        header += " published, MNIST in order (784 steps) | permuted |"
+        rule += "---|---|"
+    lines = [header, rule]
+    for key, orders in groups.items():
         cells, rates = [], []
         for order in ("in_order", "permuted"):
             group = orders.get(order)
@@ -217,10 +224,10 @@ def markdown(runs, published=True):
             cells.append(f"{statistics.median(accuracies):.3f} "
                          f"({min(accuracies):.3f}–{max(accuracies):.3f})")
         any_group = next(iter(orders.values()))
-        line = (f"| {cell} | {', '.join(rates)} | {any_group[0]['parameters']:,} | "
+        line = (f"| {key[0]} | {', '.join(rates)} | {any_group[0]['parameters']:,} | "
                 f"{len(any_group)} | {' | '.join(cells)} |")
         if published:
-            paper = PUBLISHED.get(cell)
+            paper = PUBLISHED.get(key[0])
             line += (f" {paper[0]:.3f} ({paper[2]}) | {paper[1]:.3f} |" if paper else " — | — |")
         lines.append(line)
     return "\n".join(lines) + "\n"

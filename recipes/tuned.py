@@ -41,5 +41,7 @@ FORECAST = {("simple_rnn", "direct"): 3e-3, ("simple_rnn", "one_step"): 1e-3,
 #
 #     python recipes/pixel_digits.py --validation --learning-rate 1e-3,3e-3,1e-2 --seeds 1 \
 #         --first-seed 100 --results results/tuning
-PIXEL_DIGITS = {(cell, order): 3e-3 for cell in ("simple_rnn", "simple_rnn+irnn", "lstm", "gru")
-                for order in ("in_order", "permuted")}
+PIXEL_DIGITS = {("simple_rnn", "in_order"): 1e-3, ("simple_rnn", "permuted"): 1e-3,
+                ("simple_rnn+irnn", "in_order"): 1e-3, ("simple_rnn+irnn", "permuted"): 3e-3,
+                ("lstm", "in_order"): 1e-2, ("lstm", "permuted"): 3e-3,
+                ("gru", "in_order"): 3e-3, ("gru", "permuted"): 1e-2}
