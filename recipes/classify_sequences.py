@@ -22,6 +22,8 @@ Run it:
 
 What you should see (2-core CPU): a line per run as it ends, then a row per cell: its learning
 rate, parameters, and test accuracy on the 370 test utterances (median and range over seeds).
+In results/classify_sequences/ the three cells end within two points of each other, 0.943 to
+0.965: with no long gap to bridge, the plain RNN copes (docs/real_sequences.md).
 """
 
 import dataclasses

@@ -19,7 +19,8 @@ TUNED_LEARNING_RATES = {
 
 # Japanese vowels (recipes/classify_sequences.py): for each cell, the rate of the grid 1e-3,
 # 3e-3, 1e-2 with the lowest cross-entropy on the 45 held-out training utterances (finer than
-# their accuracy, where one utterance is 2%), seed 100. The search is committed in results/tuning/classify_sequences/, made by
+# their accuracy, where one utterance is 2%), seed 100. The search is committed in
+# results/tuning/classify_sequences/, made by
 #
 #     python recipes/classify_sequences.py --validation --learning-rate 1e-3,3e-3,1e-2 \
 #         --seeds 1 --first-seed 100 --results results/tuning
