@@ -1,14 +1,15 @@
-"""Each cell's tuned Adam learning rate on the long-gap task, for the recipes that train at it.
+"""Each cell's tuned Adam learning rate, task by task, for the recipes that train at it.
 
-For each cell, the rate of the grid 1e-3, 3e-3, 1e-2 that solved the most runs at gaps 30 and 100
-(then: in the fewest sequences), with seed 100, which the sweeps do not use. The search for the
-three cells is committed in results/tuning/long_gap/, made by
+The long-gap task: for each cell, the rate of the grid 1e-3, 3e-3, 1e-2 that solved the most
+runs at gaps 30 and 100 (then: in the fewest sequences), with seed 100, which the sweeps do not
+use. The search for the three cells is committed in results/tuning/long_gap/, made by
 
     python recipes/long_gap.py --gaps 30,100 --seeds 1 --first-seed 100 --steps 3000 \
         --learning-rate 1e-3,3e-3,1e-2 --results results/tuning
 
 and the variants' search, the same command with their --cells, in
-results/tuning_variants/long_gap/. Each summary.json there records its command.
+results/tuning_variants/long_gap/. Each summary.json there records its command. The real
+sequences' searches follow, each with its command.
 """
 
 TUNED_LEARNING_RATES = {
