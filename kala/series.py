@@ -91,7 +91,12 @@ class Forecast(tasks.Task):
 
     @property
     def baseline(self):
-        return float(self.baselines()["last value"].mean())
+        return float(self._last_value().mean())
+
+    def _last_value(self):
+        """The error by horizon of forecasting the value before each window, throughout."""
+        return self.errors(np.repeat(self.series[self.origins - 1][:, None], self.horizon,
+                                     axis=1))
 
     def windows(self, origins):
         """The inputs `(n, window, 1)` and targets `(n, horizon)` of forecasts made at
@@ -141,8 +146,7 @@ class Forecast(tasks.Task):
         and "linear": a least-squares map from the window to the horizon, fitted on every
         training window."""
         steps = self.origins[:, None] + np.arange(self.horizon)
-        results = {"last value": self.errors(np.repeat(
-            self.series[self.origins - 1][:, None], self.horizon, axis=1))}
+        results = {"last value": self._last_value()}
         for period in self.periods:
             back = period * ((np.arange(self.horizon) // period) + 1)  # Always in the past.
             results[f"seasonal naive ({period})"] = self.errors(self.series[steps - back])

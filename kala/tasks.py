@@ -520,12 +520,21 @@ class LongGap(Task):
         return inputs, targets.astype(np.int32)
 
     def loss(self, targets, predictions):
-        return tf.reduce_mean(
-            keras.losses.sparse_categorical_crossentropy(targets, predictions))
+        return mean_cross_entropy(targets, predictions)
 
     def metric(self, targets, predictions):
-        guesses = tf.argmax(predictions, axis=-1, output_type=tf.int32)
-        return tf.cast(tf.not_equal(guesses, targets), tf.float32)
+        return wrong_class(targets, predictions)
+
+
+def mean_cross_entropy(targets, predictions):
+    """The loss of a classifier with one class per sequence: the mean cross-entropy."""
+    return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(targets, predictions))
+
+
+def wrong_class(targets, predictions):
+    """1 for each sequence whose most likely class is not its target, else 0."""
+    guesses = tf.argmax(predictions, axis=-1, output_type=tf.int32)
+    return tf.cast(tf.not_equal(guesses, targets), tf.float32)
 
 
 class Recordings(Task):
@@ -678,12 +687,10 @@ class Recordings(Task):
         return sequences.padded_batch(self.test_batch_size, ([None, self.features], [])).cache()
 
     def loss(self, targets, predictions):
-        return tf.reduce_mean(
-            keras.losses.sparse_categorical_crossentropy(targets, predictions))
+        return mean_cross_entropy(targets, predictions)
 
     def metric(self, targets, predictions):
-        guesses = tf.argmax(predictions, axis=-1, output_type=tf.int32)
-        return tf.cast(tf.not_equal(guesses, targets), tf.float32)
+        return wrong_class(targets, predictions)
 
 
 def ragged(sequences):

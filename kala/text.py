@@ -109,16 +109,6 @@ def stdlib_corpus(stdlib_dir=None):
     return Corpus("".join(texts), source=f"python-stdlib ({stdlib_dir})", files=STDLIB_FILES)
 
 
-def _reachable(host, port=443, timeout=5.0):
-    import socket
-
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
 def tfds_corpus(name, download_host="raw.githubusercontent.com"):
     """The training text of a TensorFlow Datasets text dataset (`tiny_shakespeare`), which the
     first call downloads (from `download_host`; this checks it can be reached first, as a
@@ -135,7 +125,9 @@ def tfds_corpus(name, download_host="raw.githubusercontent.com"):
     except Exception as error:  # Not installed, an unknown name, or a missing dependency.
         raise ValueError(f"TensorFlow Datasets cannot load {name!r}: "
                          f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
-    if not builder.is_prepared() and not _reachable(download_host):
+    from kala.datasets.sources import reachable
+
+    if not builder.is_prepared() and not reachable(download_host):
         raise ValueError(f"{name!r} is not downloaded yet, and this machine cannot reach "
                          f"{download_host} to download it; offline, pass a text file with --text")
     try:

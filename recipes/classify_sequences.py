@@ -211,10 +211,8 @@ def report(summary, out_dir):
     print(f"written to {out_dir}/summary.json and summary.md; the sweep took "
           f"{summary['wall_seconds'] / 60:.1f} min")
     if summary["scored_on"] == "validation":  # A search: name each cell's best rate.
-        best = {}
-        for row in summary["runs"]:
-            if row["cell"] not in best or row["cross_entropy"] < best[row["cell"]]["cross_entropy"]:
-                best[row["cell"]] = row
+        best = sweep.best_rows(summary["runs"], lambda row: row["cell"],
+                               lambda row: row["cross_entropy"])
         print("lowest held-out cross-entropy: " + ", ".join(
             f"{cell} at {row['learning_rate']:g}" for cell, row in best.items()))
 

@@ -94,10 +94,10 @@ def load(settings):
     return np.concatenate(parts), starts
 
 
-def make_task(settings, horizon):
+def make_task(settings, horizon, loaded=None):
     """The task at `horizon`: train on the training weeks, score on the validation or test
-    weeks."""
-    series, starts = load(settings)
+    weeks (of `loaded`, the series and its parts' starts, if read already)."""
+    series, starts = loaded or load(settings)
     scored = (starts[1], starts[2]) if settings.validation else (starts[2], starts[3])
     return kala.series.Forecast(series, train_end=int(starts[1]), scored=tuple(map(int, scored)),
                                 window=settings.window, horizon=horizon, periods=(DAY, WEEK),
@@ -111,8 +111,9 @@ def export_cell(settings):
 def train_run(settings, cell, way, learning_rate, seed):
     """Trains one (cell, way, learning rate, seed) and returns its row of summary.json."""
     # Data: the forecast of the whole horizon, or of the next value only.
-    scored = make_task(settings, settings.horizon)
-    task = scored if way == "direct" else make_task(settings, 1)
+    loaded = load(settings)
+    scored = make_task(settings, settings.horizon, loaded)
+    task = scored if way == "direct" else make_task(settings, 1, loaded)
     # Model: one recurrent layer over the window; the model standardises the megawatts it reads
     # and turns its linear output back into megawatts.
     keras.utils.set_random_seed(seed)
@@ -267,11 +268,8 @@ def report(summary, out_dir, task):
     print(f"written to {out_dir}/summary.json, summary.md and {RECIPE}.png; the sweep took "
           f"{summary['wall_seconds'] / 60:.1f} min")
     if summary["scored_on"] == "validation":  # A search: name each model's best rate.
-        best = {}
-        for row in summary["runs"]:
-            key = (row["cell"], row["way"])
-            if key not in best or row["mae"] < best[key]["mae"]:
-                best[key] = row
+        best = sweep.best_rows(summary["runs"], lambda row: (row["cell"], row["way"]),
+                               lambda row: row["mae"])
         print("lowest validation MAE over the horizon: " + ", ".join(
             f"{cell} {way} at {row['learning_rate']:g}" for (cell, way), row in best.items()))
 

@@ -243,11 +243,8 @@ def report(summary, out_dir):
     print(f"written to {out_dir}/summary.json and summary.md; the sweep took "
           f"{summary['wall_seconds'] / 60:.1f} min")
     if summary["scored_on"] == "validation":  # A search: name each model's best rate.
-        best = {}
-        for row in summary["runs"]:
-            key = (row["cell"], row["order"])
-            if key not in best or row["accuracy"] > best[key]["accuracy"]:
-                best[key] = row
+        best = sweep.best_rows(summary["runs"], lambda row: (row["cell"], row["order"]),
+                               lambda row: -row["accuracy"])
         print("highest held-out accuracy: " + ", ".join(
             f"{cell} {order} at {row['learning_rate']:g}" for (cell, order), row in best.items()))
 

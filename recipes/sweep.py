@@ -130,6 +130,16 @@ def summarise(runs):
     return table
 
 
+def best_rows(runs, key, score):
+    """For each `key(row)`: the row of `runs` with the lowest `score(row)` (the first, on a
+    tie): the best rate of a search, where runs have a score rather than solved or not."""
+    best = {}
+    for row in runs:
+        if key(row) not in best or score(row) < score(best[key(row)]):
+            best[key(row)] = row
+    return best
+
+
 def best_learning_rates(runs):
     """For each cell run at several rates: the rate that solved the most runs, then the one that
     needed the fewest sequences in all."""

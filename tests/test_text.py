@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import kala
+import kala.datasets
 from kala import text
 from conftest import recipe_module, run_main, run_python, serve_in_fresh_process
 
@@ -223,7 +224,7 @@ def test_the_recipes_refuse_bad_sampling_and_corpus_flags_before_training(
 
 
 def test_tfds_offline_says_a_download_is_needed(tmp_path):
-    if text._reachable("raw.githubusercontent.com"):
+    if kala.datasets.sources.reachable("raw.githubusercontent.com"):
         pytest.skip("this machine is online: --tfds would download tiny_shakespeare")
     process = run_python(["recipes/char_language_model.py", "--tfds", "tiny_shakespeare",
                           "--smoke", "--results", str(tmp_path)])
