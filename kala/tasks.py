@@ -13,6 +13,7 @@ This module imports only `kala.checks` from kala.
 """
 
 import abc
+import dataclasses
 import math
 
 import keras
@@ -23,6 +24,37 @@ from kala import checks
 
 TRAIN_STREAM = 0
 TEST_STREAM = 1
+LENGTH_STREAM = 2  # The test split's sequence lengths, for tasks whose lengths vary.
+
+
+@dataclasses.dataclass(frozen=True)
+class StopRule:
+    """Hochreiter & Schmidhuber's (1997) stopping rule, which reads the training sequences as
+    they are trained on (each judged by the model just before the update it is part of).
+
+    Training may stop once at most `wrong` of the `window` most recent training sequences were
+    processed wrongly (the task's metric: 1 for a wrong sequence, 0 for a right one) and, when
+    `error` is given, their mean training error (`Task.sequence_errors`) is below it. Then the
+    test split decides: the task is solved when its test metric meets `Task.is_solved` too.
+    """
+
+    window: int = 2000
+    wrong: int = 0
+    error: float | None = None
+
+    def holds(self, wrong, errors=None):
+        """Whether the rule holds for the wrong flags (and errors) of the most recent sequences,
+        oldest first; fewer than `window` never hold."""
+        if len(wrong) < self.window:
+            return False
+        if np.sum(wrong[-self.window:]) > self.wrong:
+            return False
+        return self.error is None or float(np.mean(errors[-self.window:])) < self.error
+
+    def __str__(self):
+        error = "" if self.error is None else f", mean training error below {self.error:g}"
+        return (f"at most {self.wrong:,} wrong of the last {self.window:,} training "
+                f"sequences{error}")
 
 
 class Task(abc.ABC):
@@ -46,6 +78,9 @@ class Task(abc.ABC):
     text_unit = "words"
     # Tasks with one class per sequence: the name of each class.
     labels = None
+    # Tasks whose sequences differ in length define `draw_lengths`; a batch shares one length.
+    # The paper's stopping rule (a `StopRule`), for tasks that train under it.
+    stop_rule = None
 
     def __init__(self, seq_len, *, test_size, test_batch_size=256, test_seed=0):
         checks.integer("seq_len", seq_len, self.min_seq_len)
@@ -97,6 +132,17 @@ class Task(abc.ABC):
         """Whether a test metric meets the task's success criterion (lower is better)."""
         return metric < self.success_threshold
 
+    def draw_lengths(self, rng, count):
+        """For tasks whose sequences differ in length: `count` lengths drawn with `rng`, as
+        `make_batch(rng, batch_size, length=...)` takes them. None: every sequence has one
+        length."""
+        return None
+
+    def sequence_errors(self, targets, predictions):
+        """For tasks whose `stop_rule` reads a training error: each sequence's error, shape
+        `(batch,)` (TensorFlow ops)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no training error")
+
     # --- Shared machinery. -------------------------------------------------------------------
 
     def config(self):
@@ -135,10 +181,13 @@ class Task(abc.ABC):
             options["text_unit"] = self.text_unit
         return options
 
-    def batch(self, seed, stream, index, batch_size):
-        """Batch number `index` of a stream: the same arrays for the same arguments, always."""
+    def batch(self, seed, stream, index, batch_size, length=None):
+        """Batch number `index` of a stream: the same arrays for the same arguments, always.
+        Tasks whose lengths vary draw the batch's length, unless `length` is given."""
         rng = np.random.default_rng([int(seed), int(stream), int(index)])
-        return self.make_batch(rng, int(batch_size))
+        if length is None:
+            return self.make_batch(rng, int(batch_size))
+        return self.make_batch(rng, int(batch_size), length=int(length))
 
     def train_dataset(self, batch_size, seed=0, start=0, *, worker=0, workers=1, replicas=1):
         """An endless stream of fresh training batches; batch `i` is the `start + i`-th of `seed`.
@@ -190,17 +239,31 @@ class Task(abc.ABC):
         return batches.with_options(options)
 
     def test_dataset(self):
-        """The fixed test split: `test_size` sequences drawn from `test_seed`, in batches."""
-        sizes = [self.test_batch_size] * (self.test_size // self.test_batch_size)
-        if self.test_size % self.test_batch_size:
-            sizes.append(self.test_size % self.test_batch_size)
+        """The fixed test split: `test_size` sequences drawn from `test_seed`, in batches.
+
+        Where lengths vary, each test sequence draws its own length (`draw_lengths`), and the
+        split holds them in batches of one length, shortest first.
+        """
+        rng = np.random.default_rng([self.test_seed, LENGTH_STREAM])
+        lengths = self.draw_lengths(rng, self.test_size)
+        if lengths is None:
+            parts = [(size, None) for size in _sizes(self.test_size, self.test_batch_size)]
+        else:
+            values, counts = np.unique(np.asarray(lengths), return_counts=True)
+            parts = [(size, length) for length, count in zip(values.tolist(), counts.tolist())
+                     for size in _sizes(count, self.test_batch_size)]
 
         def batches():
-            for index, size in enumerate(sizes):
-                yield self.batch(self.test_seed, TEST_STREAM, index, size)
+            for index, (size, length) in enumerate(parts):
+                yield self.batch(self.test_seed, TEST_STREAM, index, size, length=length)
 
         signature = (self.input_spec, self.target_spec)
         return tf.data.Dataset.from_generator(batches, output_signature=signature).cache()
+
+
+def _sizes(total, most):
+    """`total` split into batches of `most`, the last one smaller."""
+    return [most] * (total // most) + ([total % most] if total % most else [])
 
 
 class AddingProblem(Task):
@@ -213,16 +276,18 @@ class AddingProblem(Task):
       Always predicting 1 scores MSE 1/6 ≈ 0.167 (the baseline); solved at test MSE < 0.01.
     - `definition="1997"` (Hochreiter & Schmidhuber 1997, Experiment 4): values ~ U[-1, 1],
       markers in {-1, 0, 1}, length uniform in [T, T + T/10], X1 marked among the first 10 steps,
-      X2 among the first T/2 steps, the first and last steps marked -1 when not marked 1, target
-      0.5 + (X1 + X2) / 4. A sequence is wrong when |error| >= 0.04; the metric is the fraction
-      of test sequences that are wrong, the baseline is that fraction for a constant 0.5, and the
-      task counts as solved when fewer than 1% are wrong (the paper's runs ended with 0 or 1
-      wrong of 2,560). The paper says "in the rare case where the first pair of the sequence gets
-      marked, we set X1 to zero"; kala reads this as: the value of a marked first pair is zero,
-      whichever of the two marks it took (X2 can land there too, in about 2% of sequences).
+      X2 among the first T/2 - 1 steps still unmarked, the first and last steps marked -1 when
+      not marked 1, target 0.5 + (X1 + X2) / 4. "In the rare case where the first pair of the
+      sequence gets marked, we set X1 to zero." A sequence is wrong when |error| >= 0.04; the
+      metric is the fraction of test sequences that are wrong, and the baseline is that
+      fraction for the constant 0.5. The paper's criterion: training stops once the average
+      training error is below 0.01 and the 2,000 most recent training sequences were all right
+      (`stop_rule`); then at most 1 of 2,560 test sequences may be wrong (its runs ended with
+      0 or 1 wrong).
 
-    Inputs have two features per step, `[value, marker]`. In the 1997 definition every sequence
-    of a batch shares one length, drawn per batch (with batch size 1, the paper's online setup).
+    Inputs have two features per step, `[value, marker]`. In the 1997 definition each test
+    sequence draws its own length; a training batch shares one length, drawn per batch (so with
+    batch size 1, the paper's online setup, every sequence draws its own).
     """
 
     name = "adding_problem"
@@ -242,6 +307,8 @@ class AddingProblem(Task):
                          test_seed=test_seed)
         self.metric_name = "mse" if definition == "2016" else "error_rate"
         self.success_threshold = 0.01
+        if definition == "1997":
+            self.stop_rule = StopRule(window=2000, wrong=0, error=0.01)
         self._baseline = None
 
     def config(self):
@@ -270,10 +337,20 @@ class AddingProblem(Task):
     def max_length(self):
         return self.seq_len + (self.seq_len // 10 if self.definition == "1997" else 0)
 
-    def make_batch(self, rng, batch_size):
+    def is_solved(self, metric):
+        if self.definition == "2016":
+            return metric < self.success_threshold
+        return metric <= 1 / 2560  # The paper's worst test result: 1 wrong of 2,560.
+
+    def draw_lengths(self, rng, count):
+        if self.definition == "2016":
+            return None
+        return rng.integers(self.seq_len, self.max_length + 1, size=count)
+
+    def make_batch(self, rng, batch_size, length=None):
         if self.definition == "2016":
             return self._make_batch_2016(rng, batch_size)
-        return self._make_batch_1997(rng, batch_size)
+        return self._make_batch_1997(rng, batch_size, length)
 
     def _make_batch_2016(self, rng, batch_size):
         length = self.seq_len
@@ -288,22 +365,14 @@ class AddingProblem(Task):
         inputs = np.stack([values, markers], axis=-1)
         return inputs.astype(np.float32), targets[:, None].astype(np.float32)
 
-    def _make_batch_1997(self, rng, batch_size):
-        length = int(rng.integers(self.seq_len, self.seq_len + self.seq_len // 10 + 1))
+    def _make_batch_1997(self, rng, batch_size, length):
+        if length is None:
+            length = int(self.draw_lengths(rng, 1)[0])
         values = rng.uniform(-1.0, 1.0, size=(batch_size, length))
-        markers = np.zeros((batch_size, length))
-        markers[:, 0] = -1.0
-        markers[:, -1] = -1.0
-        rows = np.arange(batch_size)
-        first = rng.integers(0, 10, size=batch_size)
-        # X2 is one of the first T/2 - 1 pairs still unmarked: draw from T/2 - 1 slots and skip
-        # over the slot X1 took.
-        second = rng.integers(0, self.seq_len // 2 - 1, size=batch_size)
-        second = second + (second >= first)
-        markers[rows, first] = 1.0
-        markers[rows, second] = 1.0
+        markers, first, second = marked_pairs(rng, batch_size, length, self.seq_len)
         # "In the rare case where the first pair of the sequence gets marked, we set X1 to zero."
-        values[:, 0] = np.where(markers[:, 0] == 1.0, 0.0, values[:, 0])
+        values[first == 0, 0] = 0.0
+        rows = np.arange(batch_size)
         targets = 0.5 + (values[rows, first] + values[rows, second]) / 4.0
         inputs = np.stack([values, markers], axis=-1)
         return inputs.astype(np.float32), targets[:, None].astype(np.float32)
@@ -316,6 +385,27 @@ class AddingProblem(Task):
         if self.definition == "2016":
             return tf.square(error)
         return tf.cast(tf.abs(error) >= self.tolerance_1997, tf.float32)
+
+    def sequence_errors(self, targets, predictions):
+        return tf.square(targets[:, 0] - predictions[:, 0])
+
+
+def marked_pairs(rng, batch_size, length, seq_len):
+    """The markers of Hochreiter & Schmidhuber's adding and multiplication problems (1997,
+    Experiments 4 and 5), shape `(batch_size, length)`, and the two marked steps of each row:
+    `first` among the first 10 steps, `second` among the first `seq_len / 2 - 1` steps still
+    unmarked. The first and last steps are marked -1 where not marked 1."""
+    markers = np.zeros((batch_size, length))
+    markers[:, 0] = -1.0
+    markers[:, -1] = -1.0
+    rows = np.arange(batch_size)
+    first = rng.integers(0, 10, size=batch_size)
+    # Draw from T/2 - 1 slots and skip over the slot X1 took.
+    second = rng.integers(0, seq_len // 2 - 1, size=batch_size)
+    second = second + (second >= first)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    return markers, first, second
 
 
 class CopyMemory(Task):

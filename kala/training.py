@@ -43,6 +43,9 @@ RUN_FILE = "kala_run.json"
 # Keras's precision policies the loop trains under (`keras.mixed_precision.set_global_policy`
 # before the model is built): float32, or 16-bit maths with float32 weights.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# The optimizers the loop trains with: Adam, or plain gradient descent (Hochreiter &
+# Schmidhuber's 1997 runs: a fixed learning rate, one sequence per update).
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +60,18 @@ class Progress:
     evaluated: bool  # Whether `metric` was computed at this step.
     solved: bool
     seconds: float
+    # For a task with a stop rule: how many of the most recent training sequences it reads
+    # (up to its window) were wrong, and how many it read.
+    recent_wrong: int | None = None
+    recent: int | None = None
 
     def __str__(self):
         loss = "-" if self.loss is None else f"{self.loss:.4f}"
         metric = "-" if self.metric is None else f"{self.metric:.4f}"
+        recent = ("" if self.recent is None
+                  else f", {self.recent_wrong:,} wrong of the last {self.recent:,} trained on")
         return (f"step {self.step:,}/{self.steps:,}: {self.sequences_seen:,} sequences, loss "
-                f"{loss}, test metric {metric}{' (solved)' if self.solved else ''}, "
+                f"{loss}{recent}, test metric {metric}{' (solved)' if self.solved else ''}, "
                 f"{self.seconds:.1f} s")
 
 
@@ -89,14 +98,18 @@ class Trainer:
         task: a `kala.tasks.Task`.
         steps: the budget, in training steps (`steps * batch_size` sequences).
         batch_size: sequences per step.
-        learning_rate, clipnorm: Adam's learning rate, and the norm each gradient is clipped to.
+        learning_rate, clipnorm: the learning rate, and the norm each gradient is clipped to
+            (None: not clipped).
+        optimizer: `"adam"`, or `"sgd"` for plain gradient descent at a fixed rate.
         seed: the seed of the training batches (the model's initial weights are seeded by the
             caller, e.g. with `keras.utils.set_random_seed`).
         eval_every: steps between evaluations on the test split (and checkpoints).
         log_every: steps between progress reports.
         jit_compile: compile the train step with XLA. On a 2-core CPU it made small shapes
             faster and some larger ones slower (`python -m bench` measures it).
-        stop_when_solved: stop at the first evaluation that meets the task's criterion.
+        stop_when_solved: stop at the first evaluation that meets the task's criterion. A task
+            with a `stop_rule` (`kala.tasks.StopRule`) is evaluated as soon as its rule holds
+            (checked after every `log_every` steps) and counts as solved only then.
         checkpoint_dir: where to save and resume from; None disables checkpoints. The
             directory is locked while a Trainer restores from it and while it runs: another
             Trainer (in any process) is refused then.
@@ -118,13 +131,26 @@ class Trainer:
     def __init__(self, model, task, *, steps, batch_size=32, learning_rate=1e-2, clipnorm=1.0,
                  seed=0, eval_every=100, log_every=10, stop_when_solved=True,
                  checkpoint_dir=None, logdir=None, jit_compile=False,
-                 resume_from_previous=False, strategy=None):
+                 resume_from_previous=False, strategy=None, optimizer="adam"):
         steps, batch_size = checks.integer("steps", steps), checks.integer("batch_size", batch_size)
         eval_every = checks.integer("eval_every", eval_every)
         log_every = checks.integer("log_every", log_every)
         seed = checks.integer("seed", seed, minimum=0)
         learning_rate = checks.positive_number("learning_rate", learning_rate)
-        clipnorm = checks.positive_number("clipnorm", clipnorm)
+        if clipnorm is not None:
+            clipnorm = checks.positive_number("clipnorm", clipnorm)
+        optimizer = checks.one_of("optimizer", optimizer, OPTIMIZERS)
+        self.stop_rule = task.stop_rule
+        if self.stop_rule is not None:
+            if strategy is not None:
+                raise ValueError(
+                    f"{task.name}'s stop rule reads every training sequence as it is trained "
+                    "on, which kala does on one device only. Received: a strategy of "
+                    f"{strategy.num_replicas_in_sync} replicas")
+            if batch_size > self.stop_rule.window:
+                raise ValueError(
+                    f"{task.name}'s stop rule reads the last {self.stop_rule.window:,} training "
+                    f"sequences; a step of more cannot be read. Received: batch_size={batch_size}")
         checks.boolean("jit_compile", jit_compile)
         if logdir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(
@@ -150,14 +176,17 @@ class Trainer:
             "parameters": int(model.count_params()),
             "batch_size": batch_size,
             "learning_rate": float(learning_rate),
-            "clipnorm": float(clipnorm),
+            "clipnorm": None if clipnorm is None else float(clipnorm),
             "seed": seed,
         }
+        if optimizer != "adam":  # Recorded when not the default, so older runs still resume.
+            self.config["optimizer"] = optimizer
         if self.precision != "float32":  # Other maths: a resume under another is refused.
             self.config["precision"] = self.precision
 
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+            kind = keras.optimizers.Adam if optimizer == "adam" else keras.optimizers.SGD
+            self.optimizer = kind(learning_rate=learning_rate, clipnorm=clipnorm)
             if self.precision == "mixed_float16":  # float16 gradients underflow unscaled.
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             # Keras creates the optimizer's slots lazily; build them now so that a checkpoint
@@ -169,6 +198,9 @@ class Trainer:
             self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
             self.last_metric = tf.Variable(np.nan, dtype=tf.float64, trainable=False,
                                            name="metric")
+            # What the stop rule reads: the latest training sequences, as the model judged
+            # them before their update.
+            self.recent = None if self.stop_rule is None else _Recent(self.stop_rule.window)
         self.manager = None
         self._lock = None
         self._scratch_saves = False  # A worker other than the chief (see `_reading_only`).
@@ -213,9 +245,11 @@ class Trainer:
         if self.is_chief:  # The other workers only read the chief's directory.
             self._lock = locks.hold(directory)
             _remove_temporaries(directory)
+        recent = {} if self.recent is None else {"recent": self.recent}
         self._checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step,
             solved_at_step=self.solved_at_step, seconds=self.elapsed, metric=self.last_metric,
+            **recent,
         )
         self.manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=2)
         if not self.is_chief and not os.path.isdir(directory):
@@ -331,7 +365,8 @@ class Trainer:
                           f"{directory} are intact") from None
 
     def _checkpoint_variables(self):
-        return [*self.model.variables, *self.optimizer.variables]
+        recent = [] if self.recent is None else self.recent.variables
+        return [*self.model.variables, *self.optimizer.variables, *recent]
 
     def release(self):
         """Lets another run use the checkpoint directory; `run` takes it again."""
@@ -344,10 +379,15 @@ class Trainer:
 
     def _train_step(self, inputs, targets):
         with tf.GradientTape() as tape:
-            predictions = self.model(inputs, training=True)
             # The loss in float32 whatever the model computes in (a no-op for float32).
-            loss = self.task.loss(targets, tf.cast(predictions, tf.float32))
+            predictions = tf.cast(self.model(inputs, training=True), tf.float32)
+            loss = self.task.loss(targets, predictions)
             scaled = self.optimizer.scale_loss(loss)  # Unchanged but under mixed_float16.
+        if self.recent is not None:  # Judged before this step's update, as the paper's rule.
+            predictions = tf.stop_gradient(predictions)
+            errors = (self.task.sequence_errors(targets, predictions)
+                      if self.stop_rule.error is not None else None)
+            self.recent.record(self.task.metric(targets, predictions), errors)
         gradients = tape.gradient(scaled, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         self.step.assign_add(1)
@@ -459,6 +499,9 @@ class Trainer:
                         with writer.as_default(step=step):
                             tf.summary.scalar("train/loss", loss)
                     evaluated = step % self.eval_every == 0 or step >= self.steps
+                    # The paper's procedure: once its stop rule holds, the test split decides.
+                    evaluated = evaluated or (self.stop_rule is not None and not self._solved()
+                                              and self._rule_holds())
                     if evaluated:
                         history.append(self._evaluate(loss, writer))
                     self._report(on_progress, loss, evaluated)
@@ -504,6 +547,12 @@ class Trainer:
     def _solved(self):
         return int(self.solved_at_step.numpy()) >= 0
 
+    def _rule_holds(self):
+        """Whether the task's stop rule holds now (True for a task without one)."""
+        if self.stop_rule is None:
+            return True
+        return self.stop_rule.holds(*self.recent.values())
+
     def _finished(self):
         return (self._solved() and self.stop_when_solved) or int(self.step.numpy()) >= self.steps
 
@@ -513,7 +562,7 @@ class Trainer:
         metric = self.evaluate()
         step = int(self.step.numpy())
         self.last_metric.assign(metric)
-        if self.task.is_solved(metric) and not self._solved():
+        if self.task.is_solved(metric) and self._rule_holds() and not self._solved():
             self.solved_at_step.assign(step)
         if writer is not None:
             with writer.as_default(step=step):
@@ -528,11 +577,41 @@ class Trainer:
         if on_progress is None:
             return
         step, metric = int(self.step.numpy()), float(self.last_metric.numpy())
+        recent = {}
+        if self.recent is not None:
+            wrong, _ = self.recent.values()
+            recent = {"recent_wrong": int(np.sum(wrong)), "recent": len(wrong)}
         on_progress(Progress(
             step=step, steps=self.steps, sequences_seen=step * self.batch_size, loss=loss,
             metric=None if np.isnan(metric) else metric, evaluated=evaluated,
-            solved=self._solved(), seconds=self._seconds(),
+            solved=self._solved(), seconds=self._seconds(), **recent,
         ))
+
+
+class _Recent(tf.Module):
+    """The wrong flags and errors of the latest `window` training sequences, in a ring: what a
+    `kala.tasks.StopRule` reads. Checkpointed with the run, so a resumed run reads the same."""
+
+    def __init__(self, window):
+        super().__init__(name="recent")
+        self.window = window
+        self.wrong = tf.Variable(tf.zeros([window]), trainable=False, name="wrong")
+        self.errors = tf.Variable(tf.zeros([window]), trainable=False, name="errors")
+        self.seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="seen")
+
+    def record(self, wrong, errors=None):
+        count = tf.shape(wrong, out_type=tf.int64)[0]
+        slots = ((self.seen + tf.range(count)) % self.window)[:, None]
+        self.wrong.scatter_nd_update(slots, tf.cast(wrong, tf.float32))
+        if errors is not None:
+            self.errors.scatter_nd_update(slots, tf.cast(errors, tf.float32))
+        self.seen.assign_add(count)
+
+    def values(self):
+        """The recorded wrong flags and errors as NumPy arrays, oldest first."""
+        seen = int(self.seen.numpy())
+        order = np.arange(seen - min(seen, self.window), seen) % self.window
+        return self.wrong.numpy()[order], self.errors.numpy()[order]
 
 
 # --- Checkpoint files. -----------------------------------------------------------------------

@@ -45,9 +45,12 @@ class ProgressPrinter:
         # On a terminal the bar shows every evaluation; print a line only for the one that solves.
         if progress.evaluated and (not self.interactive or progress.solved):
             loss = "  -   " if progress.loss is None else f"{progress.loss:.4f}"
+            # Under a stop rule: how many of the latest training sequences were wrong.
+            recent = ("" if progress.recent is None else
+                      f"  wrong {progress.recent_wrong:>5,} of the last {progress.recent:,}")
             print(("\n" if self.interactive else "")
                   + f"step {progress.step:>6,}  sequences {progress.sequences_seen:>9,}  "
-                  f"loss {loss}  test {self.metric_name} {progress.metric:.4f} "
+                  f"loss {loss}{recent}  test {self.metric_name} {progress.metric:.4f} "
                   f"(baseline {self.baseline:.4f})  {progress.seconds:6.1f} s", flush=True)
 
 

@@ -42,7 +42,7 @@ def test_adding_2016_baseline_is_the_score_of_always_guessing_one():
 
 def test_adding_1997_matches_its_definition():
     task = tasks.AddingProblem(100, definition="1997")
-    lengths = set()
+    lengths, x2_first = set(), []
     for inputs, targets in batches(task, count=60):
         values, markers = inputs[..., 0], inputs[..., 1]
         length = inputs.shape[1]
@@ -59,12 +59,26 @@ def test_adding_1997_matches_its_definition():
         # The first and last pairs are marked -1, unless the first is marked 1.
         assert np.all(markers[:, -1] == -1.0)
         assert np.all((markers[:, 0] == -1.0) | (markers[:, 0] == 1.0))
-        assert np.all(values[marked[:, 0], 0] == 0.0)  # "we set X1 to zero"
+        # "In the rare case where the first pair of the sequence gets marked, we set X1 to
+        # zero": a marked first pair whose partner is past the first ten steps is X1; X2 keeps
+        # its value.
+        assert np.all(values[marked[:, 0] & (positions[:, 1] >= 10), 0] == 0.0)
+        x2_first.extend(values[marked[:, 0] & (positions[:, 1] < 10) & (values[:, 0] != 0), 0])
         assert np.all(markers[:, 1:-1] != -1.0)
         expected = 0.5 + (values * marked).sum(axis=1) / 4.0
         np.testing.assert_allclose(targets[:, 0], expected, rtol=1e-6)
     # Lengths are drawn per batch from the whole range.
     assert min(lengths) == 100 and max(lengths) == 110
+    assert x2_first  # X2 on the first pair (about 1 sequence in 50) keeps its value.
+
+
+def test_adding_1997_test_sequences_draw_their_own_lengths():
+    task = tasks.AddingProblem(100, definition="1997")
+    lengths = [x.shape[1] for x, _ in task.test_dataset().as_numpy_iterator()
+               for _ in range(len(x))]
+    assert len(lengths) == 2560 and lengths == sorted(lengths)
+    counts = np.bincount(lengths)[100:]
+    assert len(counts) == 11 and np.all(np.abs(counts - 2560 / 11) < 60)  # Uniform on 11.
 
 
 def test_adding_1997_scores_the_fraction_of_sequences_off_by_0_04_or_more():
@@ -77,7 +91,9 @@ def test_adding_1997_scores_the_fraction_of_sequences_off_by_0_04_or_more():
     assert len(targets) == 2560
     assert task.baseline == pytest.approx(np.mean(np.abs(targets - 0.5) >= 0.04))
     assert 0.8 < task.baseline < 0.9  # Most sums are not within 0.16 of zero.
-    assert task.is_solved(0.0099) and not task.is_solved(0.01)
+    # The paper's criterion: its stop rule, then at most 1 wrong of 2,560 test sequences.
+    assert task.is_solved(1 / 2560) and not task.is_solved(2 / 2560)
+    assert task.stop_rule == tasks.StopRule(window=2000, wrong=0, error=0.01)
 
 
 # --- Copy memory. ------------------------------------------------------------------------------
@@ -235,7 +251,11 @@ def test_test_split_is_fixed_and_sized(make_task):
     task = make_task(test_size=100, test_batch_size=32)
     first = list(task.test_dataset().as_numpy_iterator())
     second = list(make_task(test_size=100, test_batch_size=32).test_dataset().as_numpy_iterator())
-    assert [len(targets) for _, targets in first] == [32, 32, 32, 4]
+    sizes = [len(targets) for _, targets in first]
+    if task.draw_lengths(np.random.default_rng(0), 1) is None:
+        assert sizes == [32, 32, 32, 4]
+    else:  # Batches of one length each, at most 32.
+        assert sum(sizes) == 100 and max(sizes) <= 32
     for (x, y), (x2, y2) in zip(first, second):
         np.testing.assert_array_equal(x, x2)
         np.testing.assert_array_equal(y, y2)

@@ -232,3 +232,85 @@ def test_bad_arguments_raise_value_error_naming_them(options, message):
     task = small_adding()
     with pytest.raises(ValueError, match=message):
         kala.Trainer(new_model(task, 0), task, **options)
+
+
+# --- Hochreiter & Schmidhuber's stop rule and plain gradient descent. ----------------------------
+
+def ruled_adding(window, wrong, *, always_solved=False):
+    """A short 1997 adding problem whose stop rule reads `window` sequences, of which at most
+    `wrong` may be wrong; with `always_solved`, any test metric meets its criterion."""
+    task = tasks.AddingProblem(20, definition="1997", test_size=64)
+    task.stop_rule = tasks.StopRule(window=window, wrong=wrong)
+    if always_solved:
+        task.is_solved = lambda metric: True
+    return task
+
+
+def test_the_stop_rule_reads_each_training_sequence_as_judged_before_its_update():
+    task = ruled_adding(12, 0)
+    model = new_model(task, 0)
+    batches = [task.batch(0, tasks.TRAIN_STREAM, index, 4) for index in range(3)]
+    before = model.get_weights()
+    trainer = kala.Trainer(model, task, steps=3, batch_size=4, eval_every=3, log_every=1,
+                           learning_rate=0.05)
+    judged = []
+    for inputs, targets in batches:  # The wrong flags each batch gets from the weights it meets.
+        judged.extend(task.metric(tf.constant(targets), model(inputs)).numpy())
+        trainer.train_steps(1)
+    wrong, _ = trainer.recent.values()
+    np.testing.assert_array_equal(wrong, judged)
+    assert not np.allclose(before[0], model.get_weights()[0])  # The weights did change.
+
+
+def test_a_task_with_a_stop_rule_is_solved_only_once_the_rule_holds():
+    # The test criterion always holds here; the rule (none of 8 wrong) never does.
+    task = ruled_adding(8, 0, always_solved=True)
+    result = kala.train(new_model(task, 0), task, steps=20, batch_size=4, eval_every=10)
+    assert not result.solved and [entry["step"] for entry in result.history] == [10, 20]
+    # A rule that any 8 sequences meet: evaluated, and solved, at the first report after 8.
+    task = ruled_adding(8, 8, always_solved=True)
+    result = kala.train(new_model(task, 0), task, steps=20, batch_size=4, eval_every=10,
+                        log_every=3)
+    assert result.solved and result.steps == 3 and result.sequences_seen == 12
+
+
+def test_a_resumed_run_reads_the_same_recent_sequences(tmp_path):
+    task = ruled_adding(10, 0)
+    whole = kala.Trainer(new_model(task, 0), task, steps=8, batch_size=4, eval_every=4)
+    whole.run()
+    first = kala.Trainer(new_model(task, 0), task, steps=4, batch_size=4, eval_every=4,
+                         checkpoint_dir=tmp_path)
+    first.run()
+    resumed = kala.Trainer(new_model(task, 0), task, steps=8, batch_size=4, eval_every=4,
+                           checkpoint_dir=tmp_path)
+    assert int(resumed.recent.seen.numpy()) == 16
+    resumed.run()
+    for a, b in zip(whole.recent.values(), resumed.recent.values()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_plain_gradient_descent_takes_the_step_its_rate_says():
+    task = small_adding()
+    model = new_model(task, 0)
+    inputs, targets = task.batch(0, tasks.TRAIN_STREAM, 0, 8)
+    with tf.GradientTape() as tape:
+        loss = task.loss(tf.constant(targets), model(inputs, training=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    expected = [w.numpy() - 0.5 * g.numpy() for w, g in zip(model.trainable_variables, gradients)]
+    trainer = kala.Trainer(model, task, steps=1, batch_size=8, optimizer="sgd",
+                           learning_rate=0.5, clipnorm=None)
+    trainer.train_steps(1)
+    for weight, value in zip(model.trainable_variables, expected):
+        np.testing.assert_allclose(weight.numpy(), value, rtol=1e-5, atol=1e-6)
+    assert trainer.config["optimizer"] == "sgd" and trainer.config["clipnorm"] is None
+
+
+def test_stop_rule_and_optimizer_arguments_are_checked():
+    task = ruled_adding(8, 0)
+    with pytest.raises(ValueError, match="batch_size=16"):
+        kala.Trainer(new_model(task, 0), task, steps=1, batch_size=16)
+    with pytest.raises(ValueError, match="one device only"):
+        kala.Trainer(new_model(task, 0), task, steps=1, batch_size=4,
+                     strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
+    with pytest.raises(ValueError, match="optimizer='rmsprop'"):
+        kala.Trainer(new_model(task, 0), task, steps=1, batch_size=4, optimizer="rmsprop")
