@@ -56,20 +56,22 @@ class ProgressPrinter:
 
 class Heartbeat:
     """A progress callback for the runs of a sweep, which print a line when they end: at an
-    evaluation, once `seconds` have passed since the last line, a line that says where the run
-    is and when its budget would be spent."""
+    evaluation (or, under a stop rule, any report), once `seconds` have passed since the last
+    line, a line that says where the run is and when its budget would be spent."""
 
     def __init__(self, name, task, seconds=15):
         self.name, self.metric_name, self.seconds = name, task.metric_name, seconds
         self.last = time.monotonic()
 
     def __call__(self, progress):
-        if progress.evaluated and time.monotonic() - self.last > self.seconds:
+        ruled = progress.recent is not None
+        if (progress.evaluated or ruled) and time.monotonic() - self.last > self.seconds:
             self.last = time.monotonic()
             left = progress.seconds / max(progress.step, 1) * (progress.steps - progress.step)
-            print(f"  ... {self.name}: step {progress.step:,}/{progress.steps:,}, test "
-                  f"{self.metric_name} {progress.metric:.3f}, at most {duration(left)} left",
-                  flush=True)
+            where = (f"{progress.recent_wrong:,} wrong of the last {progress.recent:,}" if ruled
+                     else f"test {self.metric_name} {progress.metric:.3f}")
+            print(f"  ... {self.name}: step {progress.step:,}/{progress.steps:,}, {where}, at "
+                  f"most {duration(left)} left", flush=True)
 
 
 def duration(seconds):

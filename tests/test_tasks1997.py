@@ -96,7 +96,8 @@ def test_noise_free_lag_has_two_sequences_that_differ_at_both_ends():
     targets = tf.constant([[0, 1, 2]])
     sure = tf.one_hot(targets, p + 1) * 0.76 + 0.24 / (p + 1)
     unsure = tf.one_hot(targets, p + 1) * 0.7 + 0.3 / (p + 1)
-    assert task.metric(targets, sure).numpy().tolist() == [0.0]  # 0.76 + 0.022 > 0.75; 0.7 + 0.027 is not
+    # 0.76 + 0.022 is above 0.75; 0.7 + 0.027 is not.
+    assert task.metric(targets, sure).numpy().tolist() == [0.0]
     assert task.metric(targets, unsure).numpy().tolist() == [1.0]
 
 
