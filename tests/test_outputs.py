@@ -24,6 +24,7 @@ MODELS = {
     "classify_sequences": "classify_sequences/runs/lstm-lr0.001-seed0/model.keras",
     "forecast": "forecast/runs/lstm-one_step-lr0.003-seed0/model.keras",
     "pixel_digits": "pixel_digits/runs/lstm-permuted-lr0.003-seed0/model.keras",
+    "paper_1997": "paper_1997/runs/reber-lstm-lr0.01-seed0.json",  # Its runs, not models.
 }
 
 
