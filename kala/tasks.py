@@ -44,12 +44,15 @@ class StopRule:
 
     def holds(self, wrong, errors=None):
         """Whether the rule holds for the wrong flags (and errors) of the most recent sequences,
-        oldest first; fewer than `window` never hold."""
-        if len(wrong) < self.window:
-            return False
-        if np.sum(wrong[-self.window:]) > self.wrong:
-            return False
-        return self.error is None or float(np.mean(errors[-self.window:])) < self.error
+        oldest first: a boolean tensor (so the Trainer reads it in its graph after every step).
+        Fewer than `window` sequences never hold."""
+        wrong = tf.cast(wrong, tf.float32)[-self.window:]
+        holds = tf.logical_and(tf.shape(wrong)[0] >= self.window,
+                               tf.reduce_sum(wrong) <= self.wrong)
+        if self.error is not None:
+            errors = tf.cast(errors, tf.float32)[-self.window:]
+            holds = tf.logical_and(holds, tf.reduce_mean(errors) < self.error)
+        return holds
 
     def __str__(self):
         error = "" if self.error is None else f", mean training error below {self.error:g}"

@@ -109,7 +109,8 @@ class Trainer:
             faster and some larger ones slower (`python -m bench` measures it).
         stop_when_solved: stop at the first evaluation that meets the task's criterion. A task
             with a `stop_rule` (`kala.tasks.StopRule`) is evaluated as soon as its rule holds
-            (checked after every `log_every` steps) and counts as solved only then.
+            (checked after every step, as the paper does) and counts as solved only then; when
+            the test split does not confirm it, the rule is read again from the next report.
         checkpoint_dir: where to save and resume from; None disables checkpoints. The
             directory is locked while a Trainer restores from it and while it runs: another
             Trainer (in any process) is refused then.
@@ -402,10 +403,11 @@ class Trainer:
             scaled = self.optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, self.model.trainable_variables)
 
-    def _distributed_steps_in_graph(self, batches, count):
-        """`_train_steps_in_graph` under a strategy. The replicas' gradients are summed before
-        the optimizer clips them: Keras would clip each replica's share, which is not the
-        maths of one device."""
+    def _distributed_steps_in_graph(self, batches, count, until_rule):
+        """`_train_steps_in_graph` under a strategy (which no stop rule trains under, so
+        `until_rule` is always False). The replicas' gradients are summed before the optimizer
+        clips them: Keras would clip each replica's share, which is not the maths of one
+        device."""
         total = tf.constant(0.0)
         for _ in tf.range(count):
             losses, gradients = self.strategy.run(self._step, args=next(batches))
@@ -414,24 +416,36 @@ class Trainer:
             self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
             self.step.assign_add(1)
             total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-        return total
+        return total, count
 
-    def _train_steps_in_graph(self, batches, count):
-        """Runs `count` train steps on batches from the iterator `batches`; returns the sum
-        of their losses."""
-        total = tf.constant(0.0)
+    def _train_steps_in_graph(self, batches, count, until_rule):
+        """Runs `count` train steps on batches from the iterator `batches`, or fewer when
+        `until_rule` and the task's stop rule holds after one; returns the sum of their losses
+        and the number of steps."""
+        total, taken = tf.constant(0.0), tf.constant(0)
         for _ in tf.range(count):
             total += tf.cast(self._step(*next(batches)), tf.float32)
-        return total
+            taken += 1
+            if self.recent is not None:
+                if tf.logical_and(until_rule, self.recent.holds(self.stop_rule)):
+                    break
+        return total, taken
 
-    def train_steps(self, count):
+    def train_steps(self, count, until_rule=False):
         """Runs `count` training steps in one graph call, on the next batches of the task's
-        training stream, and returns their mean loss. `run` calls it between reports; a
-        benchmark can call it alone."""
+        training stream, and returns their mean loss. With `until_rule`, the call ends early
+        after the first step at which the task's stop rule holds (`self.step` says where).
+        `run` calls it between reports; a benchmark can call it alone."""
         count = checks.integer("count", count)
+        until_rule = checks.boolean("until_rule", until_rule)
+        if until_rule and self.stop_rule is None:
+            raise ValueError(f"until_rule=True needs a task with a stop rule; {self.task.name} "
+                             "has none")
         if self._batches is None:
             self._batches = iter(self._train_data(int(self.step.numpy())))
-        return float(self._train_steps(self._batches, tf.constant(count))) / count
+        total, taken = self._train_steps(self._batches, tf.constant(count),
+                                         tf.constant(until_rule))
+        return float(total) / int(taken)
 
     def _train_data(self, start):
         """The training stream from batch `start`: the task's own, or under a strategy the
@@ -488,23 +502,30 @@ class Trainer:
         writer = tf.summary.create_file_writer(self.logdir) if self.logdir else None
         try:
             with _signals_between_steps() as signalled:
+                # Whether the stop rule may end a call early: not again before the next
+                # report once the test split did not confirm it.
+                armed = True
                 while not self._finished():
                     step = int(self.step.numpy())
                     # The steps up to the next report, evaluation or the end, in one call.
                     count = min(self.log_every - step % self.log_every,
                                 self.eval_every - step % self.eval_every, self.steps - step)
-                    loss = self.train_steps(count)
-                    step += count
+                    until_rule = armed and self.stop_rule is not None and not self._solved()
+                    loss = self.train_steps(count, until_rule=until_rule)
+                    step = int(self.step.numpy())
                     if writer is not None:
                         with writer.as_default(step=step):
                             tf.summary.scalar("train/loss", loss)
                     evaluated = step % self.eval_every == 0 or step >= self.steps
                     # The paper's procedure: once its stop rule holds, the test split decides.
-                    evaluated = evaluated or (self.stop_rule is not None and not self._solved()
-                                              and self._rule_holds())
-                    if evaluated:
+                    ruled = until_rule and self._rule_holds()
+                    if evaluated or ruled:
                         history.append(self._evaluate(loss, writer))
-                    self._report(on_progress, loss, evaluated)
+                    if ruled and not self._solved():
+                        armed = False
+                    elif step % self.log_every == 0:
+                        armed = True
+                    self._report(on_progress, loss, evaluated or ruled)
                     if signalled():
                         raise Interrupted(signalled())
             if np.isnan(self.last_metric.numpy()):  # A resumed run with no step left to take.
@@ -551,7 +572,7 @@ class Trainer:
         """Whether the task's stop rule holds now (True for a task without one)."""
         if self.stop_rule is None:
             return True
-        return self.stop_rule.holds(*self.recent.values())
+        return bool(self.recent.holds(self.stop_rule))
 
     def _finished(self):
         return (self._solved() and self.stop_when_solved) or int(self.step.numpy()) >= self.steps
@@ -606,6 +627,10 @@ class _Recent(tf.Module):
         if errors is not None:
             self.errors.scatter_nd_update(slots, tf.cast(errors, tf.float32))
         self.seen.assign_add(count)
+
+    def holds(self, rule):
+        """Whether `rule` holds for the recorded sequences (a boolean tensor)."""
+        return tf.logical_and(self.seen >= self.window, rule.holds(self.wrong, self.errors))
 
     def values(self):
         """The recorded wrong flags and errors as NumPy arrays, oldest first."""

@@ -96,6 +96,16 @@ def test_adding_1997_scores_the_fraction_of_sequences_off_by_0_04_or_more():
     assert task.stop_rule == tasks.StopRule(window=2000, wrong=0, error=0.01)
 
 
+def test_the_stop_rule_reads_the_latest_window_of_sequences():
+    rule = tasks.StopRule(window=4, wrong=1, error=0.01)
+    right, errors = [1, 0, 0, 1, 0], [0.5, 0.0, 0.0, 0.02, 0.0]
+    assert bool(rule.holds(right, errors))  # The first, wrong and far off, is out of the window.
+    assert not bool(rule.holds(right[1:] + [1], errors[1:] + [0.0]))  # Two wrong.
+    assert not bool(rule.holds(right, errors[:-1] + [0.03]))  # A mean error of 0.0125.
+    assert not bool(rule.holds([0, 0, 0], [0.0, 0.0, 0.0]))  # Fewer than the window.
+    assert bool(tasks.StopRule(window=2).holds([0, 0]))  # Without an error bound.
+
+
 # --- Copy memory. ------------------------------------------------------------------------------
 
 def test_copy_memory_matches_its_definition():

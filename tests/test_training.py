@@ -267,11 +267,26 @@ def test_a_task_with_a_stop_rule_is_solved_only_once_the_rule_holds():
     task = ruled_adding(8, 0, always_solved=True)
     result = kala.train(new_model(task, 0), task, steps=20, batch_size=4, eval_every=10)
     assert not result.solved and [entry["step"] for entry in result.history] == [10, 20]
-    # A rule that any 8 sequences meet: evaluated, and solved, at the first report after 8.
+    # A rule that any 8 sequences meet: evaluated, and solved, at the step that sees the 8th,
+    # between two reports.
     task = ruled_adding(8, 8, always_solved=True)
     result = kala.train(new_model(task, 0), task, steps=20, batch_size=4, eval_every=10,
                         log_every=3)
-    assert result.solved and result.steps == 3 and result.sequences_seen == 12
+    assert result.solved and result.steps == 2 and result.sequences_seen == 8
+
+
+def test_the_stop_rule_is_read_after_every_step_and_after_a_failed_test_from_the_next_report():
+    # The rule holds from step 2 on; the test split never confirms it.
+    task = ruled_adding(8, 8)
+    task.is_solved = lambda metric: False
+    reports = []
+    result = kala.train(new_model(task, 0), task, steps=12, batch_size=4, eval_every=100,
+                        log_every=5, on_progress=reports.append)
+    # Tested at step 2 (the rule), not again until the report at 5 re-reads it (at 6), then 10
+    # (at 11), and at the end.
+    assert [entry["step"] for entry in result.history] == [2, 6, 11, 12]
+    assert [report.step for report in reports] == [2, 5, 6, 10, 11, 12]
+    assert not result.solved and result.steps == 12
 
 
 def test_a_resumed_run_reads_the_same_recent_sequences(tmp_path):
