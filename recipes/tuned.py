@@ -62,7 +62,7 @@ PIXEL_DIGITS = {("simple_rnn", "in_order"): 1e-3, ("simple_rnn", "permuted"): 1e
 #         --learning-rate 1e-3,3e-3,1e-2 --seeds 1 --first-seed 100 --results results/tuning
 _PAPER_1997_SEARCHED = {
     "lstm": {"reber": 1e-2, "noise_free_lag": 1e-3, "distracted_lag": 3e-3, "two_sequence": 1e-2,
-             "adding_T100": 1e-2, "multiplication": 1e-2, "temporal_order_4": 1e-2,
+             "adding_T100": 1e-2, "multiplication": 3e-3, "temporal_order_4": 1e-2,
              "temporal_order_8": 1e-2},
     "simple_rnn": {"reber": 1e-2, "noise_free_lag": 1e-3, "distracted_lag": 1e-2,
                    "two_sequence": 3e-3, "adding_T100": 1e-3, "multiplication": 1e-2,
