@@ -13,8 +13,8 @@ import tensorflow as tf
 from conftest import ROOT
 
 
-PAGES = ["README.md", "docs/findings.md", "docs/serving.md", "docs/performance.md",
-         "docs/library.md", "docs/faults.md", "saved_models/README.md"]
+PAGES = ["README.md", "docs/findings.md", "docs/paper_1997.md", "docs/serving.md",
+         "docs/performance.md", "docs/library.md", "docs/faults.md", "saved_models/README.md"]
 
 
 def page(name):
