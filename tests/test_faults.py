@@ -45,6 +45,20 @@ def signal_at_step(arguments, signum, step):
     return process.returncode, "".join(lines) + out, err
 
 
+def handles_sigterm(process, timeout=60):
+    """Waits until `process` handles SIGTERM (Linux's /proc says), as a recipe does from the
+    first lines of recipes/flags.py, which set its SIGINT handler just before. A signal sent
+    earlier finds Python's defaults, as a fixed wait can on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{process.pid}/status") as status:
+            caught = next(line for line in status if line.startswith("SigCgt:"))
+        if int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {process.pid} did not handle SIGTERM within {timeout} s")
+
+
 def one_line(stderr):
     """The one line a recipe ends with on stderr (TensorFlow may have written before it)."""
     assert "Traceback" not in stderr, stderr[-3000:]
@@ -122,7 +136,7 @@ def test_every_interruption_resumes_bitwise_equal_to_the_uninterrupted_run(tmp_p
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_starting_ends_the_run_at_once_with_one_line(tmp_path, signum):
     process = start(ADDING + ["--results", str(tmp_path)])
-    time.sleep(0.5)  # TensorFlow is loading.
+    handles_sigterm(process)  # recipes/flags.py's first lines: TensorFlow is loading now.
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signum
