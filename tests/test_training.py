@@ -329,3 +329,6 @@ def test_stop_rule_and_optimizer_arguments_are_checked():
                      strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
     with pytest.raises(ValueError, match="optimizer='rmsprop'"):
         kala.Trainer(new_model(task, 0), task, steps=1, batch_size=4, optimizer="rmsprop")
+    ruleless = small_adding()
+    with pytest.raises(ValueError, match="until_rule=True needs a task with a stop rule"):
+        kala.Trainer(new_model(ruleless, 0), ruleless, steps=1).train_steps(1, until_rule=True)
