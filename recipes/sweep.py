@@ -30,18 +30,21 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
     `time.monotonic()`; by default now)."""
     started = time.monotonic() if started is None else started
     output.claim(out_dir)  # One sweep writing OUT_DIR at a time.
-    done = {}
+    done, trained = {}, 0
     try:
-        for index, row in _rows(train_run, plan, jobs, stored):
+        for index, row, was_stored in _rows(train_run, plan, jobs, stored):
             done[index] = row
+            trained += not was_stored
             summary[rows] = [done[index] for index in sorted(done)]
             summary["wall_seconds"] = round(time.monotonic() - started)
             summary["finished_at"] = output.now()
             # Written before the run is announced: an interrupted sweep keeps what it reported.
             output.write_json(os.path.join(out_dir, "summary.json"), summary)
             left = len(plan) - len(done)
-            eta = (f"; at this pace the other {left} take about "
-                   f"{output.duration(summary['wall_seconds'] / len(done) * left)}" if left else "")
+            # The pace of the runs trained here: a stored run takes no time.
+            pace = (time.monotonic() - started) / trained if trained else None
+            eta = (f"; at this pace the other {left} take about {output.duration(pace * left)}"
+                   if left and pace is not None else "")
             print(f"[{len(done)}/{len(plan)}] {describe(row)}{eta}", flush=True)
     except KeyboardInterrupt as error:
         again = "; the same command takes them up again" if stored is not None else ""
@@ -52,12 +55,13 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
 
 
 def _rows(train_run, plan, jobs, stored):
-    """Yields `(index, row)` for each run of `plan` as it finishes, `jobs` at a time."""
+    """Yields `(index, row, stored)` for each run of `plan` as it finishes, `jobs` at a time
+    (the stored runs first)."""
     todo = []
     for index, arguments in enumerate(plan):
         row = stored(*arguments) if stored is not None else None
         if row is not None:
-            yield index, row
+            yield index, row, True
         else:
             todo.append((train_run, index, arguments))
     if jobs == 1 or len(todo) <= 1:
@@ -88,7 +92,7 @@ def _rows(train_run, plan, jobs, stored):
 
 def _train(work):
     train_run, index, arguments = work
-    return index, train_run(*arguments)
+    return index, train_run(*arguments), False
 
 
 def _start_worker(threads):

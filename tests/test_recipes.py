@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import typing
 
 import numpy as np
@@ -508,3 +509,23 @@ def test_settings_counted_from_zero_take_zero_and_shifts_take_either_sign():
         assert getattr(settings, flag[2:].replace("-", "_")) == 0
     settings = flags.parse(recipe_module("position_shortcut").Settings, "", ["--shifts=-5,0,5"])
     assert settings.shifts == (-5, 0, 5)
+
+
+def _sleepy_run(name, seconds):
+    time.sleep(seconds)
+    return {"name": name}
+
+
+def test_a_sweeps_pace_counts_only_the_runs_it_trained(tmp_path, capsys):
+    sweep = recipe_module("sweep")
+    plan = [("stored", 0.0), ("trained", 2.0), ("last", 0.0)]
+    summary = {"recipe": "pace"}
+    rows = sweep.run(_sleepy_run, plan, summary, str(tmp_path), describe=lambda row: row["name"],
+                     stored=lambda name, seconds: {"name": name} if name == "stored" else None)
+    assert [row["name"] for row in rows] == ["stored", "trained", "last"]
+    lines = capsys.readouterr().out.splitlines()
+    # Before anything has trained there is no pace to tell; after, the trained run's pace
+    # (2 s each), not one spread over the stored run too (1 s).
+    assert lines[0] == "[1/3] stored"
+    assert re.fullmatch(r"\[2/3\] trained; at this pace the other 1 take about [2-4] s",
+                        lines[1]), lines[1]
