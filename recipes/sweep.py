@@ -36,15 +36,15 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
             done[index] = row
             trained += not was_stored
             summary[rows] = [done[index] for index in sorted(done)]
-            summary["wall_seconds"] = round(time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            summary["wall_seconds"] = round(elapsed)
             summary["finished_at"] = output.now()
             # Written before the run is announced: an interrupted sweep keeps what it reported.
             output.write_json(os.path.join(out_dir, "summary.json"), summary)
             left = len(plan) - len(done)
-            # The pace of the runs trained here: a stored run takes no time.
-            pace = (time.monotonic() - started) / trained if trained else None
-            eta = (f"; at this pace the other {left} take about {output.duration(pace * left)}"
-                   if left and pace is not None else "")
+            # The pace of the runs trained here: a stored run took no time.
+            eta = (f"; at this pace the other {left} take about "
+                   f"{output.duration(elapsed / trained * left)}" if left and trained else "")
             print(f"[{len(done)}/{len(plan)}] {describe(row)}{eta}", flush=True)
     except KeyboardInterrupt as error:
         again = "; the same command takes them up again" if stored is not None else ""
