@@ -49,6 +49,9 @@ def parse_args(argv):
     parser.add_argument("--parts", metavar="PART,...", type=_parts,
                         help=f"only these measurements (of {', '.join(PARTS)}; default: all, "
                              "but ideas only in the full mode)")
+    parser.add_argument("--tasks", metavar="TASK,...", type=_tasks,
+                        help=f"the recipes' tasks whose pipelines to measure (of "
+                             f"{', '.join(pipeline.TASKS)}; default: long_gap quick, all full)")
     parser.add_argument("--rounds", type=_positive, help="rounds (default: 6 quick, 8 full)")
     parser.add_argument("--adding-len", type=_positive, default=100,
                         help="length of the adding problem (default 100)")
@@ -93,6 +96,10 @@ def _cells(text):
     return _names(text, tuple(common.GATES), "cell")
 
 
+def _tasks(text):
+    return _names(text, tuple(pipeline.TASKS), "task")
+
+
 def _parts(text):
     return _names(text, PARTS, "part")
 
@@ -126,14 +133,17 @@ def run(args, log=lambda message: None):
             rows += ideas.loop_rows(shape, rounds, mode["round_seconds"])
             rows += ideas.idea_rows(shape, rounds, mode["round_seconds"])
     if "pipeline" in parts:
-        shape = shapes[-1]
-        consumed = [row["sequences_per_second"] for row in rows
-                    if row["measure"] == "training" and row["impl"].startswith("kala")
-                    and row["shape"] == dataclasses.asdict(shape)]
-        if consumed:
-            log(f"pipeline at {shape.label}")
-            # The fastest consumer at this shape is the hardest to keep fed.
-            rows += pipeline.pipeline_rows(shape, rounds, max(consumed))
+        for shape in shapes:
+            consumed = [row["sequences_per_second"] for row in rows
+                        if row["measure"] == "training" and row["impl"].startswith("kala")
+                        and row["shape"] == dataclasses.asdict(shape)]
+            if consumed:
+                log(f"pipeline at {shape.label}")
+                # The fastest consumer at this shape is the hardest to keep fed.
+                rows += pipeline.pipeline_rows(shape, rounds, max(consumed))
+        names = args.tasks or (list(pipeline.TASKS)[:1] if args.quick else list(pipeline.TASKS))
+        log(f"the recipes' pipelines: {', '.join(names)}")
+        rows += pipeline.task_rows(names, rounds, mode["round_seconds"])
     if "adding" in parts:
         cells = [cell for cell in mode["adding_cells"] if args.cells is None
                  or cell in args.cells]

@@ -25,6 +25,9 @@ from kala import checks
 TRAIN_STREAM = 0
 TEST_STREAM = 1
 LENGTH_STREAM = 2  # The test split's sequence lengths, for tasks whose lengths vary.
+# Training batches made ahead, in a thread of tf.data's, while the model trains on the current
+# one: batch making then overlaps the compute instead of adding to it.
+PREFETCH = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,13 +236,14 @@ class Task(abc.ABC):
             return inputs, targets
 
         # A sequential map, with tf.data's autotuning off: with it on, deleting this endless
-        # iterator after a run could stall for seconds.
+        # iterator after a run could stall for seconds. The next batches are made while the
+        # model trains on this one (`PREFETCH`).
         options = tf.data.Options()
         options.autotune.enabled = False
         batches = tf.data.Dataset.counter(start, dtype=tf.int64).map(load)
         if workers * replicas > 1:
             batches = batches.unbatch()  # One element per replica, in the replicas' order.
-        return batches.with_options(options)
+        return batches.prefetch(PREFETCH).with_options(options)
 
     def test_dataset(self):
         """The fixed test split: `test_size` sequences drawn from `test_seed`, in batches.
@@ -532,6 +536,9 @@ class LongGap(Task):
         self.labels = self.languages
         self._ids = {word: index for index, word in enumerate(self.vocabulary)}
         self._filler_ids = np.array(self.ids(" ".join(self.filler_words)))
+        # For each country, the sentences "we visited <another country> ." in their order.
+        self._visits = [[self.ids(f"we visited {other} .") for other in self.countries
+                         if other != country] for country in self.countries]
         self.success_threshold = 0.05
 
     @property
@@ -572,26 +579,33 @@ class LongGap(Task):
                              f"vocabulary; its words are {', '.join(self.vocabulary[1:])}")
         return [self._ids[word] for word in words]
 
-    def _filler(self, rng, country, length):
-        """`length` filler token ids, never mentioning `country` itself."""
-        words, filler_ids = self._ids, self._filler_ids
+    def _filler(self, draws, country, length, places):
+        """`length` filler token ids, never mentioning `country` itself, drawn from `draws`. A
+        filler word is -1 here, and the place of its draw is added to `places`: `make_batch`
+        looks them all up at once."""
         if self.filler == "words":
-            return filler_ids[rng.integers(0, len(filler_ids), size=length)]
+            draws.places(length, places)
+            return [-1] * length
         # Sentences of 4 to 8 words; about one in three is "we visited <another country> .",
         # always whole. The last sentence is cut short to fit: a fragment of filler words, and
         # one word without its full stop where only one is left.
-        tokens = []
-        while len(tokens) < length:
-            left = length - len(tokens)
-            if left >= 4 and rng.random() < 1 / 3:
-                other = rng.choice([c for c in range(len(self.countries)) if c != country])
-                tokens += [words["we"], words["visited"], words[self.countries[other]], words["."]]
+        tokens, count, stop = [], 0, self._ids["."]
+        others = self._visits[country]
+        random, integer, take = draws.random, draws.integer, draws.places
+        while count < length:
+            left = length - count
+            if left >= 4 and random() < 1 / 3:
+                tokens += others[integer(len(others))]
+                count += 4
             else:
-                words_in_sentence = min(int(rng.integers(3, 8)), max(left - 1, 1))
-                tokens += list(filler_ids[rng.integers(0, len(filler_ids), size=words_in_sentence)])
+                words_in_sentence = min(3 + integer(5), max(left - 1, 1))
+                take(words_in_sentence, places)
+                tokens += [-1] * words_in_sentence
+                count += words_in_sentence
                 if left > 1:
-                    tokens.append(words["."])
-        return np.array(tokens, dtype=np.int64)
+                    tokens.append(stop)
+                    count += 1
+        return tokens
 
     @property
     def max_length(self):
@@ -599,17 +613,22 @@ class LongGap(Task):
             self.ids("i speak fluent"))
 
     def make_batch(self, rng, batch_size):
-        length = self.max_length
+        # Drawn as `rng`'s own calls would draw, from its raw outputs in bulk (`_Draws`): the
+        # same batch, several times as fast.
+        draws, places = _Draws(rng), []
         start = self.ids("i grew up in")
         end = self.ids("i speak fluent")
-        inputs = np.zeros((batch_size, length), dtype=np.int32)
-        targets = rng.integers(0, len(self.countries), size=batch_size)
-        for row, country in enumerate(targets):
-            before = int(rng.integers(0, self.spread + 1))
+        inputs = np.zeros((batch_size, self.max_length), dtype=np.int32)
+        targets = draws.integers(len(self.countries), batch_size)
+        for row, country in enumerate(targets.tolist()):
+            before = draws.integer(self.spread + 1)
             after = self.gap + self.spread - before
-            inputs[row] = [*self._filler(rng, country, before), *start,
+            inputs[row] = [*self._filler(draws, country, before, places), *start,
                            self._ids[self.countries[country]], self._ids["."],
-                           *self._filler(rng, country, after), *end]
+                           *self._filler(draws, country, after, places), *end]
+        # The filler words, row by row and left to right: the order they were drawn in.
+        inputs[inputs < 0] = self._filler_ids[draws.bounded(places, len(self._filler_ids))]
+        draws.finish()
         return inputs, targets.astype(np.int32)
 
     def loss(self, targets, predictions):
@@ -617,6 +636,115 @@ class LongGap(Task):
 
     def metric(self, targets, predictions):
         return wrong_class(targets, predictions)
+
+
+class _Draws:
+    """What a NumPy `Generator` on PCG64 would draw, computed from its raw 64-bit outputs in
+    bulk, so that a generator that draws one number at a time runs at the speed of Python's
+    own arithmetic and still makes exactly the arrays it made with `rng` itself.
+
+    The maths is NumPy's (numpy/random/src/distributions): `rng.random()` is the top 53 bits of
+    one 64-bit output times 2**-53; `rng.integers(0, n)`, one number or an array of them, draws
+    32-bit halves (the low half of an output first, the high one kept for the next 32-bit draw,
+    across calls) and maps each to [0, n) by Lemire's multiply-and-shift, drawing again in the
+    rare case it rejects (never for a power of two); `rng.choice` of n items draws as
+    `rng.integers(0, n)`; n = 1 draws nothing. `finish` leaves `rng` where its own calls would
+    have. tests/test_tasks.py checks the arrays against those of `rng`'s own calls.
+
+    A 32-bit draw is named by its place: 2 * (index of its 64-bit output) + (1 if the high half).
+    """
+
+    CHUNK = 4096
+
+    def __init__(self, rng):
+        bits = rng.bit_generator
+        if not isinstance(bits, np.random.PCG64):
+            raise ValueError(f"expected a Generator on PCG64 (np.random.default_rng), got one "
+                             f"on {type(bits).__name__}")
+        self.rng, self.start = rng, bits.state
+        # The 64-bit outputs drawn so far; a half kept from before comes first, as the high
+        # half of an output of our own.
+        kept = self.start["has_uint32"]
+        self.raw = [self.start["uinteger"] << 32] if kept else []
+        self.own = len(self.raw)
+        self.used = self.own
+        self.kept = 1 if kept else None  # The place of the high half kept for the next draw.
+        # The last output split into halves: NumPy leaves its high half in the state, used
+        # or not.
+        self.split = 0 if kept else None
+
+    def _take(self, count):
+        """The index of the first of the next `count` 64-bit outputs."""
+        while self.used + count > len(self.raw):
+            self.raw += self.rng.bit_generator.random_raw(self.CHUNK).tolist()
+        self.used += count
+        return self.used - count
+
+    def _next32(self):
+        if self.kept is not None:
+            value, self.kept = self.raw[self.kept >> 1] >> 32, None
+            return value
+        index = self.split = self._take(1)
+        self.kept = 2 * index + 1
+        return self.raw[index] & 0xFFFFFFFF
+
+    def random(self):
+        return (self.raw[self._take(1)] >> 11) * (1.0 / 9007199254740992.0)
+
+    def integer(self, n):
+        """As `rng.integers(0, n)`: a Python int."""
+        if n == 1:
+            return 0
+        product = self._next32() * n
+        if product & 0xFFFFFFFF < n:
+            threshold = (2**32 - n) % n
+            while product & 0xFFFFFFFF < threshold:
+                product = self._next32() * n
+        return product >> 32
+
+    def places(self, count, places):
+        """Takes `count` 32-bit draws, as `rng.integers(0, n, size=count)` would for an n that
+        never rejects (a power of two), and adds their places to the list `places`, for
+        `bounded` to map."""
+        if count and self.kept is not None:
+            places.append(self.kept)
+            self.kept, count = None, count - 1
+        outputs = (count + 1) // 2  # Consecutive outputs, low half then high: places in a row.
+        if outputs:
+            first = self._take(outputs)
+            places.extend(range(2 * first, 2 * first + count))
+            self.split = first + outputs - 1
+            if count % 2:
+                self.kept = 2 * self.split + 1
+
+    def bounded(self, places, n):
+        """The 32-bit draws at `places` mapped to [0, n), n a power of two: an int64 array."""
+        if n < 1 or n & (n - 1):
+            raise ValueError(f"bounded maps only to a power of two, got {n}")
+        places = np.asarray(places, dtype=np.int64)
+        outputs = np.asarray(self.raw, dtype=np.uint64)[places >> 1]
+        halves = (outputs >> (np.uint64(32) * (places & 1).astype(np.uint64))) & np.uint64(
+            0xFFFFFFFF)
+        return ((halves * np.uint64(n)) >> np.uint64(32)).astype(np.int64)
+
+    def integers(self, n, size):
+        """As `rng.integers(0, n, size=size)`: an int64 array."""
+        if n & (n - 1):
+            return np.array([self.integer(n) for _ in range(size)], dtype=np.int64)
+        places = []
+        self.places(size, places)
+        return self.bounded(places, n)
+
+    def finish(self):
+        """Leaves the generator as if its own calls had drawn these numbers."""
+        bits = self.rng.bit_generator
+        bits.state = self.start
+        bits.random_raw(self.used - self.own)
+        state = bits.state
+        state["has_uint32"] = int(self.kept is not None)
+        if self.split is not None:
+            state["uinteger"] = self.raw[self.split] >> 32
+        bits.state = state
 
 
 def mean_cross_entropy(targets, predictions):
@@ -771,7 +899,7 @@ class Recordings(Task):
             batches = sequences.padded_batch(batch_size, padded_shapes, drop_remainder=True)
         options = tf.data.Options()
         options.autotune.enabled = False
-        return batches.skip(start).with_options(options)
+        return batches.skip(start).prefetch(PREFETCH).with_options(options)
 
     def test_dataset(self):
         values, classes = ragged(self.test_sequences), tf.constant(self.test_classes)

@@ -85,6 +85,7 @@ class EmbeddedReber(Task):
             if string not in seen:
                 test.append(string)
         self.train, self.test = train, test
+        self._encoded = None
         super().__init__(max(map(len, train + test)) - 1, test_size=len(train) + len(test),
                          test_batch_size=test_batch_size, test_seed=test_seed)
 
@@ -146,7 +147,11 @@ class EmbeddedReber(Task):
 
     def make_batch(self, rng, batch_size):
         chosen = rng.integers(0, len(self.train), size=batch_size)
-        return self.encode([self.train[index] for index in chosen])
+        if self._encoded is None:  # The training set encoded once, padded to its longest.
+            self._encoded = self.encode(self.train), np.array([len(s) - 1 for s in self.train])
+        (inputs, targets), lengths = self._encoded
+        longest = lengths[chosen].max()  # As `encode` of the chosen strings pads them.
+        return inputs[chosen, :longest], targets[chosen, :longest]
 
     def test_dataset(self):
         strings = self.train + self.test

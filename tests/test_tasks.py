@@ -192,6 +192,91 @@ def test_every_distractor_sentence_is_whole(position):
     assert seen > 100
 
 
+def one_call_at_a_time(task, rng, batch_size):
+    """The long-gap batch as first written, each number drawn by its own call of `rng`: the
+    definition `LongGap.make_batch` draws faster and must match exactly, or every committed
+    long-gap result would change."""
+    ids, filler_ids = task._ids, task._filler_ids
+
+    def filler(country, length):
+        if task.filler == "words":
+            return filler_ids[rng.integers(0, len(filler_ids), size=length)]
+        tokens = []
+        while len(tokens) < length:
+            left = length - len(tokens)
+            if left >= 4 and rng.random() < 1 / 3:
+                other = rng.choice([c for c in range(len(task.countries)) if c != country])
+                tokens += [ids["we"], ids["visited"], ids[task.countries[other]], ids["."]]
+            else:
+                count = min(int(rng.integers(3, 8)), max(left - 1, 1))
+                tokens += list(filler_ids[rng.integers(0, len(filler_ids), size=count)])
+                if left > 1:
+                    tokens.append(ids["."])
+        return tokens
+
+    inputs = np.zeros((batch_size, task.max_length), dtype=np.int32)
+    targets = rng.integers(0, len(task.countries), size=batch_size)
+    for row, country in enumerate(targets):
+        before = int(rng.integers(0, task.spread + 1))
+        after = task.gap + task.spread - before
+        inputs[row] = [*filler(country, before), *task.ids("i grew up in"),
+                       ids[task.countries[country]], ids["."], *filler(country, after),
+                       *task.ids("i speak fluent")]
+    return inputs, targets.astype(np.int32)
+
+
+@pytest.mark.parametrize("filler", ["words", "distractors"])
+@pytest.mark.parametrize("position", ["random", "fixed"])
+@pytest.mark.parametrize("gap", [1, 2, 3, 10, 100])
+def test_long_gap_batches_are_those_of_one_call_per_number(filler, position, gap):
+    task = tasks.LongGap(gap, filler=filler, position=position)
+    for seed in range(4):
+        for batch_size in (1, 7, 64):
+            fast, slow = (np.random.default_rng([seed, gap, batch_size]) for _ in range(2))
+            inputs, targets = task.make_batch(fast, batch_size)
+            expected_inputs, expected_targets = one_call_at_a_time(task, slow, batch_size)
+            np.testing.assert_array_equal(inputs, expected_inputs)
+            np.testing.assert_array_equal(targets, expected_targets)
+            assert inputs.dtype == expected_inputs.dtype
+            # And the generator is left where its own calls leave it.
+            assert fast.bit_generator.state == slow.bit_generator.state
+            assert fast.random() == slow.random()
+
+
+def test_fast_draws_are_numpys_own():
+    """Each kind of draw `LongGap` makes, against the call it stands for, in a random order
+    that leaves a 32-bit half kept between calls, across chunks of raw outputs."""
+    plan = np.random.default_rng(99)
+    for seed in range(20):
+        fast, slow = (np.random.default_rng(seed) for _ in range(2))
+        slow.integers(0, 5)  # A half kept from before the draws start.
+        fast.bit_generator.state = slow.bit_generator.state
+        draws = tasks._Draws(fast)
+        places, expected = [], []
+        for _ in range(1500):
+            kind = plan.integers(4)
+            if kind == 0:
+                assert draws.random() == slow.random()
+            elif kind == 1:
+                n = int(plan.choice([1, 2, 5, 7, 13, 3 * 2**30]))
+                assert draws.integer(n) == slow.integers(0, n)
+            elif kind == 2:
+                size = int(plan.integers(0, 6))
+                draws.places(size, places)
+                expected += slow.integers(0, 32, size=size).tolist()
+            else:
+                n, size = int(plan.choice([8, 6])), int(plan.integers(0, 4))
+                np.testing.assert_array_equal(draws.integers(n, size),
+                                              slow.integers(0, n, size=size))
+        np.testing.assert_array_equal(draws.bounded(places, 32), expected)
+        draws.finish()
+        assert fast.bit_generator.state == slow.bit_generator.state
+    with pytest.raises(ValueError, match="only to a power of two, got 6"):
+        draws.bounded([0], 6)
+    with pytest.raises(ValueError, match="expected a Generator on PCG64.*MT19937"):
+        tasks._Draws(np.random.Generator(np.random.MT19937(0)))
+
+
 def test_the_task_reads_a_text_as_the_served_model_does():
     task = tasks.LongGap(10)
     assert task.ids("I grew up in France.") == task.ids("i grew up in france .")

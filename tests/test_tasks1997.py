@@ -64,6 +64,19 @@ def test_embedded_reber_targets_are_the_symbols_that_may_come_next():
     np.testing.assert_array_equal(inputs[0], [1 + symbols.index(s) for s in "BTBTXSET"])
 
 
+def test_embedded_reber_trains_on_training_strings_drawn_at_random():
+    """A batch is the training strings its draws choose, encoded and padded to the longest of
+    them: as `encode` makes it, though made from the set encoded once."""
+    task = tasks1997.EmbeddedReber()
+    for index in range(30):
+        inputs, targets = task.batch(3, tasks.TRAIN_STREAM, index, 16)
+        chosen = np.random.default_rng([3, tasks.TRAIN_STREAM, index]).integers(0, 256, size=16)
+        expected = task.encode([task.train[i] for i in chosen])
+        np.testing.assert_array_equal(inputs, expected[0])
+        np.testing.assert_array_equal(targets, expected[1])
+        assert inputs.dtype == np.int32 and targets.dtype == np.float32
+
+
 def test_embedded_reber_counts_a_string_wrong_unless_the_allowed_symbols_lead_every_step():
     task = tasks1997.EmbeddedReber()
     _, targets = task.encode(["BTBTXSETE", "BPBTSSXSEPE"])  # The first is padded by 2 steps.
