@@ -1,17 +1,23 @@
 """Speed, measured side by side: `python -m bench [--quick] [--json PATH]`, from a clone.
 
-What a user would run instead is measured in the same process, interleaved round by round, and
+What a user would run instead is measured beside kala, interleaved round by round, and
 reported as the median over rounds and as ratios, because absolute times on a shared machine
 drift from minute to minute:
 
-- training (`bench.training`): sequences per second of kala's loop (`Trainer.train_steps`, the
-  call `Trainer.run` makes between two reports), of Keras's `model.fit` on a copy of the same
-  model, and of PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` on the same shapes when torch is
-  installed; each as GFLOP/s and as a share of a matrix multiply timed in the same rounds;
+- training (`bench.training`): sequences per second of kala's `Trainer` as users run it
+  (`Trainer.run`, one graph call of `log_every` steps between two reports), of Keras's
+  `model.fit` on a copy of the same model at one step a call and at the Trainer's steps a call,
+  of a plain `tf.function` taking the same steps on one fixed batch (the floor under any loop),
+  and of PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU`, eager and through `torch.compile`, each in a
+  process of its own (`bench/torch_worker.py`) on batches made before the timed loop, when
+  torch is installed; each as GFLOP/s and as a share of a matrix multiply timed in the same
+  rounds;
 - serving (`bench.serving`): a kala export's `serving_default`, loaded with
   `tf.saved_model.load`, at batch 1 (latency p50, p99) and batch 256 (sequences per second),
   against calling the Keras model;
-- the input pipeline alone, against the rate training consumes it (`bench.pipeline`);
+- the input pipeline alone, against the rate training consumes it, for the synthetic task
+  at every shape and for the recipes' tasks, whose Trainer also trains on one fixed batch
+  (`bench.pipeline`);
 - the adding problem at T = 100: time and sequences until kala's loop solves it
   (`bench.adding`);
 - ideas for a faster LSTM (the full mode only; `bench.ideas`): three ways for a loop to run the

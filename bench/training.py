@@ -9,6 +9,7 @@ import dataclasses
 import gc
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,9 @@ from bench import common, ideas
 from kala import tasks
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_worker.py")
+# How long `torch.compile` may take to compile one model before it is left out: Dynamo unrolls
+# nn.RNN and nn.GRU over every step, and Inductor's time grows with T.
+COMPILE_SECONDS = 300
 
 
 class KalaLoop:
@@ -115,17 +119,27 @@ class TorchProcess:
                      targets=np.stack([targets for _, targets in made]))
         self.process = subprocess.Popen([sys.executable, WORKER], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True)
-        answer = self._ask({"setup": {"cell": cell, "features": shape.features,
-                                      "units": shape.units, "batches": path,
-                                      "compile": compile}})
+        request = {"setup": {"cell": cell, "features": shape.features, "units": shape.units,
+                             "batches": path, "compile": compile}}
+        started = time.perf_counter()
+        answer = self._ask(request, timeout=COMPILE_SECONDS if compile else None)
+        if answer is None:  # Inductor still compiling: this contender is left out.
+            self.process.kill()
+            self.process.wait()
+            answer = {"setup_seconds": time.perf_counter() - started, "compiled": False,
+                      "threads": None, "reason": f"still compiling after {COMPILE_SECONDS} s "
+                      "(Dynamo unrolls the recurrence over all T steps)"}
         self.setup_seconds = answer["setup_seconds"]
         self.compiled = answer["compiled"] if compile else None
         self.reason = answer["reason"]
         self.threads = answer["threads"]
 
-    def _ask(self, request):
+    def _ask(self, request, timeout=None):
+        """The worker's answer to `request`, or None if it has none within `timeout` s."""
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
+        if timeout is not None and not select.select([self.process.stdout], [], [], timeout)[0]:
+            return None
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError(f"the PyTorch worker stopped (exit code {self.process.wait()})")
@@ -138,7 +152,7 @@ class TorchProcess:
         return self._ask({"run": steps})["seconds"]
 
     def close(self):
-        if self.process.poll() is None:
+        if self.process.poll() is None and not self.process.stdin.closed:
             self.process.stdin.write(json.dumps({"quit": True}) + "\n")
             self.process.stdin.close()
             self.process.wait()

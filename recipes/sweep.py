@@ -43,7 +43,8 @@ def run(train_run, plan, summary, out_dir, *, jobs=1, describe=str, stored=None,
             output.write_json(os.path.join(out_dir, "summary.json"), summary)
             left = len(plan) - len(done)
             # The pace of the runs trained here: a stored run took no time.
-            eta = (f"; at this pace the other {left} take about "
+            others = "the last one takes" if left == 1 else f"the other {left} take"
+            eta = (f"; at this pace {others} about "
                    f"{output.duration(elapsed / trained * left)}" if left and trained else "")
             print(f"[{len(done)}/{len(plan)}] {describe(row)}{eta}", flush=True)
     except KeyboardInterrupt as error:

@@ -527,5 +527,5 @@ def test_a_sweeps_pace_counts_only_the_runs_it_trained(tmp_path, capsys):
     # Before anything has trained there is no pace to tell; after, the trained run's pace
     # (2 s each), not one spread over the stored run too (1 s).
     assert lines[0] == "[1/3] stored"
-    assert re.fullmatch(r"\[2/3\] trained; at this pace the other 1 take about [2-4] s",
+    assert re.fullmatch(r"\[2/3\] trained; at this pace the last one takes about [2-4] s",
                         lines[1]), lines[1]
