@@ -85,10 +85,9 @@ def task_rows(names, rounds, round_seconds, units=64):
         on_pipeline = training.KalaLoop(common.copy(model), task, batch_size)
         on_fixed = training.KalaLoop(common.copy(model), FixedBatch(task, batch_size),
                                      batch_size)
-        step_seconds = max(on_pipeline.run(on_pipeline.steps_per_call), 1e-4) / (
-            on_pipeline.steps_per_call)
         per_call = on_pipeline.steps_per_call
-        steps = per_call * max(1, round(round_seconds / step_seconds / per_call))
+        steps = training.steps_per_round(on_pipeline.run(per_call) / per_call, round_seconds,
+                                         per_call)
         alone, trained, fixed = [], [], []
         for round_index in range(rounds):
             timed = [

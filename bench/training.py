@@ -191,14 +191,18 @@ def training_rows(shape, rounds, round_seconds, cells=common.MODELS, xla=False, 
     return rows
 
 
+def steps_per_round(step_seconds, round_seconds, per_call):
+    """Steps for a round of about `round_seconds`, in whole calls of `per_call` steps."""
+    return per_call * max(1, round(round_seconds / max(step_seconds, 1e-4) / per_call))
+
+
 def _cell_rows(cell, implementation, task, shape, rounds, round_seconds, xla, directory):
     model = common.build(cell, implementation, task, shape)
     kala_loop = KalaLoop(common.copy(model), task, shape.batch)
     per_call = kala_loop.steps_per_call
     fit = KerasFit(common.copy(model), task, shape.batch)
     # Steps per round from the time of `fit`'s steps beyond the first, not its set-up.
-    step_seconds = max((fit.run(3) - fit.run(1)) / 2, 1e-4)
-    steps = per_call * max(1, round(round_seconds / step_seconds / per_call))
+    steps = steps_per_round((fit.run(3) - fit.run(1)) / 2, round_seconds, per_call)
     contenders = [kala_loop, fit, KerasFit(common.copy(model), task, shape.batch, per_call),
                   PlainFunction(common.copy(model), task, shape.batch, per_call)]
     if xla:

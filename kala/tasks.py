@@ -589,22 +589,17 @@ class LongGap(Task):
         # Sentences of 4 to 8 words; about one in three is "we visited <another country> .",
         # always whole. The last sentence is cut short to fit: a fragment of filler words, and
         # one word without its full stop where only one is left.
-        tokens, count, stop = [], 0, self._ids["."]
-        others = self._visits[country]
-        random, integer, take = draws.random, draws.integer, draws.places
-        while count < length:
-            left = length - count
-            if left >= 4 and random() < 1 / 3:
-                tokens += others[integer(len(others))]
-                count += 4
+        tokens, stop, others = [], self._ids["."], self._visits[country]
+        while len(tokens) < length:
+            left = length - len(tokens)
+            if left >= 4 and draws.random() < 1 / 3:
+                tokens += others[draws.integer(len(others))]
             else:
-                words_in_sentence = min(3 + integer(5), max(left - 1, 1))
-                take(words_in_sentence, places)
+                words_in_sentence = min(3 + draws.integer(5), max(left - 1, 1))
+                draws.places(words_in_sentence, places)
                 tokens += [-1] * words_in_sentence
-                count += words_in_sentence
                 if left > 1:
                     tokens.append(stop)
-                    count += 1
         return tokens
 
     @property
@@ -681,6 +676,8 @@ class _Draws:
         return self.used - count
 
     def _next32(self):
+        # `places(1, ...)` for one draw, written out: through `places` the long-gap batches
+        # took 1.2 times as long.
         if self.kept is not None:
             value, self.kept = self.raw[self.kept >> 1] >> 32, None
             return value
